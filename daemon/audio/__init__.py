@@ -1,0 +1,1 @@
+"""Audio edges: capture, playback, resampling, chimes and device discovery."""

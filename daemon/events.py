@@ -1,0 +1,97 @@
+"""The small typed objects that flow one way through the pipeline.
+
+Audio moves as `AudioFrame` (capture side, always 16 kHz mono PCM16, stamped with its sample offset in the
+input stream) and `AudioChunk` (playback side, any rate). Everything the listening parts detect is a frozen
+dataclass carrying the input sample offset, so the trace can line events up against the true audio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INPUT_RATE_HZ = 16_000
+"""Every capture frame is converted to this rate before anything else sees it."""
+FRAME_SAMPLES = 1280
+"""80 ms at 16 kHz: openWakeWord's native step, so the detector never re-buffers."""
+SAMPLE_WIDTH = 2
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFrame:
+    """One capture frame: 16 kHz mono PCM16 little-endian, `sample` = offset of its first sample."""
+
+    pcm: bytes
+    sample: int
+
+    @property
+    def samples(self) -> int:
+        return len(self.pcm) // SAMPLE_WIDTH
+
+    @property
+    def end_sample(self) -> int:
+        return self.sample + self.samples
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    """Audio on its way to the speaker: PCM16 little-endian at any rate (Realtime, Piper, chimes alike)."""
+
+    pcm: bytes
+    rate_hz: int
+    channels: int = 1
+
+    @property
+    def duration_ms(self) -> float:
+        return len(self.pcm) / (SAMPLE_WIDTH * self.channels) * 1000.0 / self.rate_hz
+
+
+# --- what the capture source reports besides frames -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceLost:
+    """The capture device failed or vanished; the source keeps trying to reopen it."""
+
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRestored:
+    """The capture device is back; frames flow again."""
+
+    detail: str
+
+
+SourceItem = AudioFrame | DeviceLost | DeviceRestored
+
+
+# --- what the listening parts detect ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WakeDetected:
+    """A wake model crossed its threshold for `trigger_level` frames; `sample` = offset of that frame."""
+
+    model: str
+    score: float
+    sample: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    sample: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEnded:
+    """End of the utterance: `sample` is where trailing silence began; `timed_out` = max length reached."""
+
+    sample: int
+    timed_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NoSpeech:
+    """Nothing was said within the start-of-speech timeout."""
+
+    sample: int
