@@ -30,7 +30,24 @@ MAX_SENTENCE_CHARS = 200
 
 _ABBREVIATIONS = frozenset(
     ("mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "etc", "e.g", "i.e", "cf", "approx")
-    + ("no", "nos", "fig", "inc", "ltd", "co", "corp", "dept", "est", "jan", "feb", "mar", "apr", "jun")
+    + (
+        "a.m",
+        "p.m",
+        "no",
+        "nos",
+        "fig",
+        "inc",
+        "ltd",
+        "co",
+        "corp",
+        "dept",
+        "est",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+    )
     + ("jul", "aug", "sep", "sept", "oct", "nov", "dec", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
 )
 _TERMINATORS = ".!?…"
