@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from daemon.config import FallbackSettings
 from daemon.events import AudioChunk
+from daemon.models import FETCH_HINT, ModelError, piper_voice_path
 
 if TYPE_CHECKING:
     from piper import PiperVoice
@@ -62,18 +63,6 @@ _Pending: TypeAlias = "asyncio.Future[list[AudioChunk]] | BaseException | None"
 
 class VoiceError(Exception):
     """The local voice cannot speak: the message says which file and how to fix it."""
-
-
-def resolve_voice(voice: str, models_dir: Path) -> Path:
-    """A Piper voice name ("en_US-joe-medium") → <models_dir>/piper/<name>.onnx; a path stays a path."""
-    voice = voice.strip()
-    if not voice:
-        raise VoiceError(
-            'fallback.voice is empty: expected a voice name like "en_US-joe-medium" or a .onnx path'
-        )
-    if voice.endswith(".onnx") or "/" in voice:
-        return Path(voice).expanduser()
-    return models_dir / "piper" / f"{voice}.onnx"
 
 
 class SentenceSplitter:
@@ -161,7 +150,9 @@ class LocalVoice:
 
     def __init__(self, settings: FallbackSettings, models_dir: Path) -> None:
         self.settings = settings
-        self.path = resolve_voice(settings.voice, models_dir)
+        self.models_dir = models_dir
+        self.path: Path | None = None
+        """The voice file, once loaded."""
         self._voice: PiperVoice | None = None
         self._load_lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hark-piper")
@@ -184,13 +175,13 @@ class LocalVoice:
             started = time.monotonic()
             loop = asyncio.get_running_loop()
             try:
-                self._voice = await loop.run_in_executor(self._executor, _load_piper, self.path)
-            except VoiceError:
-                raise
-            except Exception as e:  # onnxruntime / json raise many types for a broken file
-                raise VoiceError(f"cannot load Piper voice {self.path}: {e}; run scripts/fetch-models") from e
+                self.path, self._voice = await loop.run_in_executor(
+                    self._executor, _load_piper, self.settings.voice, self.models_dir
+                )
+            except ModelError as e:
+                raise VoiceError(str(e)) from e
             self.load_seconds = time.monotonic() - started
-            log.info("Piper voice %s loaded in %.2f s", self.path.name, self.load_seconds)
+            log.info("Piper voice %s loaded in %.2f s", self.path, self.load_seconds)
 
     async def speak(self, text: str) -> AsyncIterator[AudioChunk]:
         """Speak a complete text; the first sentence's audio comes out while later ones are synthesized."""
@@ -270,19 +261,15 @@ async def _once(text: str) -> AsyncIterator[str]:
     yield text
 
 
-def _load_piper(path: Path) -> PiperVoice:
-    """Worker thread: check the files (so the message says what to do), then load."""
-    if not path.is_file():
-        raise VoiceError(
-            f"Piper voice {path} not found: run scripts/fetch-models "
-            "(or set fallback.voice to the path of a Piper .onnx voice)"
-        )
-    config = Path(f"{path}.json")
-    if not config.is_file():
-        raise VoiceError(f"Piper voice config {config} not found: run scripts/fetch-models again")
+def _load_piper(voice: str, models_dir: Path) -> tuple[Path, PiperVoice]:
+    """Worker thread: find the files (daemon.models says what to do when they are missing), then load."""
+    path = piper_voice_path(voice, models_dir)
     from piper import PiperVoice  # imported here: pulls in onnxruntime, only when a voice is needed
 
-    return PiperVoice.load(path)
+    try:
+        return path, PiperVoice.load(path)
+    except Exception as e:  # onnxruntime / json raise many types for a broken file
+        raise VoiceError(f"cannot load Piper voice {path}: {e}; {FETCH_HINT} again") from e
 
 
 def _synthesize(voice: PiperVoice, sentence: str, volume: float, stop: threading.Event) -> list[AudioChunk]:

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from daemon.config import FallbackSettings, Settings
 from daemon.events import AudioChunk
-from daemon.voice import LocalVoice, SentenceSplitter, VoiceError, resolve_voice
+from daemon.models import ModelError, piper_voice_path
+from daemon.voice import LocalVoice, SentenceSplitter, VoiceError
 
 FIVE_SENTENCES = (
     "Hello there. Dr. Smith measured 3.5 meters of rain today! Is that right? "
@@ -26,8 +27,10 @@ FIVE_SENTENCES = (
 @pytest.fixture(scope="module")
 def models_dir() -> Path:
     path = Settings().models_dir
-    if not resolve_voice(FallbackSettings().voice, path).is_file():
-        pytest.fail(f"the Piper voice is missing under {path}: run scripts/fetch-models first")
+    try:
+        piper_voice_path(FallbackSettings().voice, path)
+    except ModelError as e:
+        pytest.fail(f"the test needs the real voice: {e}")
     return path
 
 
@@ -57,20 +60,22 @@ def speech_fraction(chunks: list[AudioChunk]) -> float:
 # --- voice files ------------------------------------------------------------------------------------------
 
 
-def test_resolve_voice_name_and_path(tmp_path: Path) -> None:
-    assert resolve_voice("en_US-joe-medium", tmp_path) == tmp_path / "piper" / "en_US-joe-medium.onnx"
-    assert resolve_voice("/opt/voices/x.onnx", tmp_path) == Path("/opt/voices/x.onnx")
-    with pytest.raises(VoiceError, match="fallback.voice is empty"):
-        resolve_voice("  ", tmp_path)
-
-
 async def test_missing_voice_names_path_and_fix(tmp_path: Path) -> None:
     v = LocalVoice(FallbackSettings(voice="en_US-nobody-medium"), tmp_path)
-    with pytest.raises(VoiceError, match=r"en_US-nobody-medium\.onnx not found: run scripts/fetch-models"):
+    with pytest.raises(
+        VoiceError, match=r"not found at .*en_US-nobody-medium\.onnx: run scripts/fetch-models"
+    ):
         await v.load()
     assert not v.loaded
     with pytest.raises(VoiceError, match="not found"):  # speaking loads, and fails the same clear way
         await collect(v.speak("Hello."))
+    await v.close()
+
+
+async def test_bad_voice_setting_says_what_is_expected(tmp_path: Path) -> None:
+    v = LocalVoice(FallbackSettings(voice="voices/joe"), tmp_path)
+    with pytest.raises(VoiceError, match="expected a voice name like en_US-joe-medium or a path ending in"):
+        await v.load()
     await v.close()
 
 
