@@ -204,7 +204,7 @@ install_venv_and_models() {
     ok "up to date"
     return 0
   fi
-  run /opt/hark/src/scripts/install-deps /opt/hark/venv
+  run /opt/hark/src/scripts/install-deps /opt/hark/venv --no-editable
   run /opt/hark/venv/bin/python /opt/hark/src/scripts/fetch-models --dest /opt/hark/models
   [[ $DRY == 1 ]] || echo "$hash" >"$stamp"
   record tree /opt/hark
