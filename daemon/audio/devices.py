@@ -1,0 +1,425 @@
+"""PortAudio device discovery: list, resolve a config spec to a device, and the PyAudio lifecycle.
+
+PortAudio is process-global and not thread-safe around initialisation, terminate and stream open/close, while
+capture and playback each reopen their device from worker threads: every such call goes through `PA_LOCK`.
+Note that Pa_Initialize is reference-counted, so a re-scan (`new_pyaudio()`) only sees hot-plugged devices
+once no other PyAudio instance is alive; device names that route through ALSA plugins (pulse, dsnoop) are
+opened afresh on every open regardless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pyaudio
+
+from daemon.events import INPUT_RATE_HZ
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["input", "output"]
+
+PA_LOCK = threading.RLock()
+"""Serialises PortAudio init/terminate/open/close across the capture and playback worker threads."""
+
+
+class DeviceError(Exception):
+    """No usable device for a spec: the message lists the devices that exist."""
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    index: int
+    name: str
+    max_input_channels: int
+    max_output_channels: int
+    default_rate_hz: int
+    supports_16k_input: bool
+    host_api: str = ""
+
+    def channels(self, kind: Kind) -> int:
+        return self.max_input_channels if kind == "input" else self.max_output_channels
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Send fd 2 to /dev/null for the duration: PortAudio's ALSA/JACK probing prints dozens of harmless lines.
+
+    Only used around probing (a fraction of a second); Python-level stderr is flushed first so nothing of
+    ours is lost. Set HARK_PORTAUDIO_NOISE=1 to see the noise when debugging a device.
+    """
+    if os.environ.get("HARK_PORTAUDIO_NOISE") == "1":
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): nothing to silence
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+        finally:
+            os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def new_pyaudio() -> pyaudio.PyAudio:
+    """A fresh PyAudio (re-scans devices when it is the only one alive), without the probing noise."""
+    with PA_LOCK, quiet_stderr():
+        return pyaudio.PyAudio()
+
+
+def terminate(pa: pyaudio.PyAudio | None) -> None:
+    if pa is None:
+        return
+    with PA_LOCK:
+        try:
+            pa.terminate()
+        except Exception as e:  # terminating must never take the daemon down
+            log.debug("PortAudio terminate failed: %s", e)
+
+
+def _info(pa: pyaudio.PyAudio, raw: dict[str, Any]) -> DeviceInfo:
+    index = int(raw["index"])
+    max_in = int(raw["maxInputChannels"])
+    supports = False
+    if max_in > 0:
+        try:
+            supports = bool(
+                pa.is_format_supported(
+                    INPUT_RATE_HZ, input_device=index, input_channels=1, input_format=pyaudio.paInt16
+                )
+            )
+        except ValueError:
+            supports = False
+    try:
+        api = str(pa.get_host_api_info_by_index(int(raw["hostApi"]))["name"])
+    except (OSError, ValueError, KeyError):
+        api = ""
+    return DeviceInfo(
+        index=index,
+        name=str(raw["name"]),
+        max_input_channels=max_in,
+        max_output_channels=int(raw["maxOutputChannels"]),
+        default_rate_hz=int(raw["defaultSampleRate"]),
+        supports_16k_input=supports,
+        host_api=api,
+    )
+
+
+def list_devices(pa: pyaudio.PyAudio | None = None) -> list[DeviceInfo]:
+    """Every PortAudio device, input and output (a fresh scan unless `pa` is given)."""
+    own = pa is None
+    pa = new_pyaudio() if pa is None else pa
+    try:
+        with PA_LOCK, quiet_stderr():
+            return [_info(pa, pa.get_device_info_by_index(i)) for i in range(pa.get_device_count())]
+    finally:
+        if own:
+            terminate(pa)
+
+
+def _default_index(pa: pyaudio.PyAudio, kind: Kind) -> int | None:
+    try:
+        with PA_LOCK:
+            raw = (
+                pa.get_default_input_device_info() if kind == "input" else pa.get_default_output_device_info()
+            )
+        return int(raw["index"])
+    except OSError:
+        return None
+
+
+def _available(devices: list[DeviceInfo], kind: Kind) -> str:
+    usable = [d for d in devices if d.channels(kind) > 0]
+    if not usable:
+        return f"no {kind} devices at all (is the sound card connected and the user in the 'audio' group?)"
+    return f"available {kind} devices: " + "; ".join(f"{d.index} {d.name!r}" for d in usable)
+
+
+def resolve(spec: str, kind: Kind, pa: pyaudio.PyAudio | None = None) -> DeviceInfo:
+    """ "default", an index or a case-insensitive name substring → the device. Raises DeviceError."""
+    own = pa is None
+    pa = new_pyaudio() if pa is None else pa
+    try:
+        devices = list_devices(pa)
+        return _pick(spec.strip(), kind, devices, _default_index(pa, kind))
+    finally:
+        if own:
+            terminate(pa)
+
+
+def _pick(spec: str, kind: Kind, devices: list[DeviceInfo], default: int | None) -> DeviceInfo:
+    usable = [d for d in devices if d.channels(kind) > 0]
+    setting = f"audio.{kind} = {spec!r}"
+    if spec == "default":
+        found = next((d for d in usable if d.index == default), None)
+        if found is None:
+            raise DeviceError(
+                f"{setting}: PortAudio reports no default {kind} device; {_available(devices, kind)}"
+            )
+        return found
+    if spec.isdigit():
+        found = next((d for d in devices if d.index == int(spec)), None)
+        if found is None or found.channels(kind) == 0:
+            what = "does not exist" if found is None else f"({found.name!r}) has no {kind} channels"
+            raise DeviceError(f"{setting}: device {spec} {what}; {_available(devices, kind)}")
+        return found
+    exact = [d for d in usable if d.name.lower() == spec.lower()]
+    matches = exact or [d for d in usable if spec.lower() in d.name.lower()]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise DeviceError(f"{setting}: no {kind} device name contains {spec!r}; {_available(devices, kind)}")
+    names = ", ".join(f"{d.index} {d.name!r}" for d in matches)
+    raise DeviceError(
+        f"{setting}: {len(matches)} {kind} devices match ({names}); use a longer name or the index"
+    )
+
+
+def format_devices(devices: list[DeviceInfo] | None = None) -> str:
+    """The `hark devices` listing: inputs then outputs, with index, name, rate and 16 kHz support."""
+    devices = list_devices() if devices is None else devices
+    lines = ["Input devices (audio.input):"]
+    ins = [d for d in devices if d.max_input_channels > 0]
+    outs = [d for d in devices if d.max_output_channels > 0]
+    for d in ins:
+        native = "16 kHz native" if d.supports_16k_input else f"resampled from {d.default_rate_hz} Hz"
+        lines.append(
+            f"  {d.index:>3}  {d.name}  ({d.max_input_channels} ch, default {d.default_rate_hz} Hz, {native})"
+        )
+    if not ins:
+        lines.append("  (none)")
+    lines.append("Output devices (audio.output):")
+    for d in outs:
+        lines.append(
+            f"  {d.index:>3}  {d.name}  ({d.max_output_channels} ch, default {d.default_rate_hz} Hz)"
+        )
+    if not outs:
+        lines.append("  (none)")
+    lines.append('Use "default", an index or part of a name, e.g. audio.input = "USB".')
+    return "\n".join(lines)
+
+
+# --- keeping one stream open ------------------------------------------------------------------------------
+
+StreamCallback = Any
+"""PyAudio's callback signature: (in_data, frame_count, time_info, status) -> (bytes | None, flag)."""
+
+
+@dataclass(frozen=True)
+class OpenStream:
+    """A running PortAudio stream with the PyAudio that owns it and the format it really runs at."""
+
+    pa: pyaudio.PyAudio
+    stream: Any
+    device: DeviceInfo
+    rate_hz: int
+    channels: int
+
+
+def _choose_format(
+    pa: pyaudio.PyAudio, dev: DeviceInfo, kind: Kind, rates: tuple[int, ...]
+) -> tuple[int, int]:
+    """The first (rate, channels) the device takes: preferred rates mono, its native rate, then stereo."""
+    max_ch = max(1, min(2, dev.channels(kind)))
+    candidates = [(r, 1) for r in (*rates, dev.default_rate_hz)] + [(dev.default_rate_hz, max_ch)]
+    for rate, ch in candidates:
+        try:
+            if kind == "input":
+                ok = pa.is_format_supported(
+                    rate, input_device=dev.index, input_channels=ch, input_format=pyaudio.paInt16
+                )
+            else:
+                ok = pa.is_format_supported(
+                    rate, output_device=dev.index, output_channels=ch, output_format=pyaudio.paInt16
+                )
+        except ValueError:
+            ok = False
+        if ok:
+            return rate, ch
+    return dev.default_rate_hz, max_ch  # let open() report the real error
+
+
+def open_stream(
+    spec: str,
+    kind: Kind,
+    rates: tuple[int, ...],
+    block_ms: int,
+    make_callback: Any,
+) -> OpenStream:
+    """Blocking (run it in a thread): fresh PyAudio, resolve `spec`, open a callback stream and start it.
+
+    `make_callback(rate_hz, channels)` builds the callback once the real format is known.
+    """
+    pa = new_pyaudio()
+    try:
+        with PA_LOCK, quiet_stderr():
+            dev = _pick(
+                spec.strip(),
+                kind,
+                [_info(pa, pa.get_device_info_by_index(i)) for i in range(pa.get_device_count())],
+                _default_index(pa, kind),
+            )
+            rate, channels = _choose_format(pa, dev, kind, rates)
+            stream = pa.open(
+                format=pyaudio.paInt16,
+                channels=channels,
+                rate=rate,
+                input=kind == "input",
+                output=kind == "output",
+                input_device_index=dev.index if kind == "input" else None,
+                output_device_index=dev.index if kind == "output" else None,
+                frames_per_buffer=max(64, rate * block_ms // 1000),
+                stream_callback=make_callback(rate, channels),
+            )
+        return OpenStream(pa, stream, dev, rate, channels)
+    except OSError as e:
+        terminate(pa)
+        raise DeviceError(f"audio.{kind} = {spec!r}: cannot open the device: {e}") from e
+    except BaseException:
+        terminate(pa)
+        raise
+
+
+def close_stream(handle: OpenStream | None) -> None:
+    """Blocking: stop and close the stream and release its PyAudio; errors are logged, never raised."""
+    if handle is None:
+        return
+    with PA_LOCK:
+        try:
+            handle.stream.stop_stream()
+        except Exception as e:
+            log.debug("stopping %s failed (device already gone?): %s", handle.device.name, e)
+        try:
+            handle.stream.close()
+        except Exception as e:
+            log.debug("closing %s failed: %s", handle.device.name, e)
+    terminate(handle.pa)
+
+
+class StreamKeeper:
+    """Keeps one PortAudio stream open under a supervisor task: open, watch, close, reopen with backoff.
+
+    A stream counts as failed when PortAudio stops it, when its callback does not start within
+    `start_timeout_s` of opening, or when callbacks stop arriving for `stall_s` (an unplugged USB device
+    often just goes quiet). `on_lost(detail)` runs once per outage, `on_restored(detail)` once when
+    callbacks flow again; both run on the event loop. The callback thread calls `heartbeat()`.
+    """
+
+    def __init__(
+        self,
+        kind: Kind,
+        open_fn: Any,
+        *,
+        on_lost: Any,
+        on_restored: Any,
+        reopen_min_s: float,
+        reopen_max_s: float,
+        stall_s: float = 1.0,
+        start_timeout_s: float = 5.0,
+    ) -> None:
+        self.kind = kind
+        self._open_fn = open_fn
+        self._on_lost, self._on_restored = on_lost, on_restored
+        self._min_s, self._max_s = reopen_min_s, max(reopen_min_s, reopen_max_s)
+        self._stall_s, self._start_timeout_s = stall_s, start_timeout_s
+        self.handle: OpenStream | None = None
+        self.lost = False
+        self.wanted = True
+        self.closing = False
+        self._last_cb: float | None = None
+        self._opened_at = 0.0
+        self._changed = asyncio.Event()
+
+    def heartbeat(self) -> None:
+        """From the PortAudio thread: a float store is atomic under the GIL, so no lock is needed."""
+        self._last_cb = time.monotonic()
+
+    def poke(self) -> None:
+        """Wake the supervisor after `wanted` or `closing` changed."""
+        self._changed.set()
+
+    async def run(self) -> None:
+        delay = self._min_s
+        while not self.closing:
+            if not self.wanted:
+                await self._wait(None)
+                continue
+            try:
+                self.handle = await asyncio.to_thread(self._open_fn)
+            except Exception as e:  # DeviceError, OSError, ValueError from PortAudio: all mean "retry later"
+                self._fail(str(e), delay)
+                await self._wait(delay)
+                delay = min(delay * 2, self._max_s)
+                continue
+            self._opened_at, self._last_cb = time.monotonic(), None
+            try:
+                reason = await self._watch()
+            finally:
+                handle, self.handle = self.handle, None
+                await asyncio.to_thread(close_stream, handle)
+            if reason is None:
+                continue
+            if self._last_cb is not None:  # it had worked: start the backoff over
+                delay = self._min_s
+            self._fail(reason, delay)
+            await self._wait(delay)
+            delay = min(delay * 2, self._max_s)
+
+    def _fail(self, detail: str, delay: float) -> None:
+        if not self.lost:
+            self.lost = True
+            log.warning(
+                "audio %s lost: %s; retrying in %.1f s, then with backoff up to %.0f s",
+                self.kind,
+                detail,
+                delay,
+                self._max_s,
+            )
+            self._on_lost(detail)
+        else:
+            log.debug("audio %s still unavailable: %s; next try in %.1f s", self.kind, detail, delay)
+
+    async def _wait(self, timeout: float | None) -> None:
+        self._changed.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+
+    async def _watch(self) -> str | None:
+        """Poll the running stream; returns why it failed, or None when it should just close."""
+        assert self.handle is not None
+        name = self.handle.device.name
+        while self.wanted and not self.closing:
+            now, last = time.monotonic(), self._last_cb
+            if last is not None and self.lost:
+                self.lost = False
+                log.warning("audio %s restored: %s at %d Hz", self.kind, name, self.handle.rate_hz)
+                self._on_restored(f"{name} at {self.handle.rate_hz} Hz")
+            try:
+                active = bool(self.handle.stream.is_active())
+            except Exception:
+                active = False
+            if not active:
+                return f"{name}: PortAudio stopped the stream (device error or unplugged)"
+            if last is None and now - self._opened_at > self._start_timeout_s:
+                return f"{name}: no audio within {self._start_timeout_s:.0f} s of opening"
+            if last is not None and now - last > self._stall_s:
+                return f"{name}: no audio for {now - last:.1f} s (device stalled or unplugged)"
+            await self._wait(0.1)
+        return None
