@@ -13,6 +13,7 @@ Topics the entities read (all under the base topic, e.g. `hark/kitchen`):
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,7 +69,7 @@ def build(
     components = _components(base_topic, list(wake_models), transcripts)
     for key, comp in components.items():
         comp["uniq_id"] = f"{uid}_{key}"
-        comp["def_ent_id"] = f"{comp['p']}.{uid}_{key}"
+        comp["def_ent_id"] = f"{comp['p']}.{_slug(uid)}_{key}"
         comp["avty_t"] = f"{base_topic}/availability"
     origin = {"name": ORIGIN_NAME, "sw": version, "url": support_url}
     payload = {
@@ -145,6 +146,11 @@ def _components(base: str, wake_models: list[str], transcripts: bool) -> dict[st
             "ic": "mdi:text-recognition",
         }
     return comps
+
+
+def _slug(text: str) -> str:
+    """Entity ids allow only lowercase letters, digits and _ (a device_id may hold - and capitals)."""
+    return re.sub(r"[^a-z0-9_]", "_", text.lower())
 
 
 def _switch(name: str, state_topic: str, command_topic: str, icon: str) -> dict[str, Any]:

@@ -1,0 +1,338 @@
+"""The MQTT bridge end to end against a real Mosquitto: what Home Assistant or any MQTT client would see."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from daemon.mqtt import MqttBridge, check_broker
+from tests.fixtures_mqtt import Broker, MqttProbe, RecordingController, free_port, mqtt_settings
+
+BASE = "hark/testbox"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def is_text(value: str) -> Any:
+    return lambda m: m.text == value
+
+
+async def connected_probe(mqtt_probe: Any, broker: Broker, *topics: str) -> MqttProbe:
+    probe: MqttProbe = mqtt_probe(broker.port)
+    for t in topics or (f"{BASE}/#",):
+        probe.subscribe(t)
+    return probe
+
+
+async def test_connect_publishes_availability_state_and_discovery(
+    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
+) -> None:
+    probe = await connected_probe(mqtt_probe, mosquitto, f"{BASE}/#", "homeassistant/device/#")
+    mqtt_bridge(mqtt_settings(mosquitto.port))
+    online = await probe.wait_for(f"{BASE}/availability", is_text("online"))
+    assert online.retain or probe.on(f"{BASE}/availability")
+    assert (await probe.wait_for(f"{BASE}/state")).text == "idle"
+    assert (await probe.wait_for(f"{BASE}/mute")).text == "OFF"
+    assert (await probe.wait_for(f"{BASE}/volume")).text == "70"
+    assert (await probe.wait_for(f"{BASE}/wake")).text == "ON"
+    disc = await probe.wait_for("homeassistant/device/hark_testbox/config")
+    payload = json.loads(disc.payload)
+    assert payload["o"]["name"] == "hark" and "state" in payload["cmps"]
+
+
+async def test_state_changes_reach_their_retained_topics(
+    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
+) -> None:
+    probe = await connected_probe(mqtt_probe, mosquitto)
+    bridge, _ = mqtt_bridge(mqtt_settings(mosquitto.port))
+    await probe.wait_for(f"{BASE}/availability", is_text("online"))
+    bridge.publish_state("listening")
+    bridge.publish_mute(True)
+    bridge.publish_volume(35)
+    bridge.publish_wake(False)
+    bridge.publish_last_cost(0.0123)
+    bridge.publish_last_transcript("turn on the lights")  # publish_transcripts is off: stays private
+    bridge.publish_event("transcript", {"role": "user", "text": "secret"})
+    bridge.publish_event("wake_detected", {"model": "hey_jarvis", "score": 0.97})
+    await probe.wait_for(f"{BASE}/state", is_text("listening"))
+    await probe.wait_for(f"{BASE}/mute", is_text("ON"))
+    await probe.wait_for(f"{BASE}/volume", is_text("35"))
+    await probe.wait_for(f"{BASE}/wake", is_text("OFF"))
+    await probe.wait_for(f"{BASE}/last_cost", is_text("0.012300"))
+    event = await probe.wait_for(f"{BASE}/event")
+    assert json.loads(event.payload) == {"event": "wake_detected", "model": "hey_jarvis", "score": 0.97}
+    assert not event.retain
+    assert probe.on(f"{BASE}/last_transcript") == []
+    assert all(b"secret" not in m.payload for m in probe.messages)
+
+    # a fresh subscriber (Home Assistant after its restart) gets the current values as retained messages
+    late = await connected_probe(mqtt_probe, mosquitto)
+    for topic, value in [
+        ("state", "listening"),
+        ("mute", "ON"),
+        ("volume", "35"),
+        ("availability", "online"),
+    ]:
+        msg = await late.wait_for(f"{BASE}/{topic}")
+        assert (msg.text, msg.retain) == (value, True)
+
+
+async def test_transcripts_published_only_when_enabled(
+    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
+) -> None:
+    probe = await connected_probe(mqtt_probe, mosquitto)
+    bridge, _ = mqtt_bridge(mqtt_settings(mosquitto.port, publish_transcripts=True))
+    await probe.wait_for(f"{BASE}/availability", is_text("online"))
+    bridge.publish_last_transcript("turn on the lights")
+    bridge.publish_event("transcript", {"role": "user", "text": "turn on the lights"})
+    await probe.wait_for(f"{BASE}/last_transcript", is_text("turn on the lights"))
+    event = await probe.wait_for(f"{BASE}/event")
+    assert json.loads(event.payload)["event"] == "transcript"
+
+
+async def test_publishing_bad_values_is_refused_clearly(mosquitto: Broker, mqtt_bridge: Any) -> None:
+    bridge, _ = mqtt_bridge(mqtt_settings(mosquitto.port))
+    for call, words in [
+        (lambda: bridge.publish_state("dancing"), "unknown state 'dancing'; expected one of idle"),
+        (lambda: bridge.publish_volume(101), "expected an int from 0 to 100"),
+        (lambda: bridge.publish_last_cost(float("nan")), "expected a USD value"),
+    ]:
+        try:
+            call()
+        except ValueError as e:
+            assert words in str(e)
+        else:
+            raise AssertionError(f"no error for {words}")
+
+
+async def test_clean_stop_publishes_offline(mosquitto: Broker, mqtt_probe: Any) -> None:
+    probe = await connected_probe(mqtt_probe, mosquitto)
+    bridge = MqttBridge(
+        mqtt_settings(mosquitto.port), "", RecordingController(), asyncio.get_running_loop(), ["alexa"]
+    )
+    bridge.start()
+    await probe.wait_for(f"{BASE}/availability", is_text("online"))
+    await asyncio.wait_for(bridge.stop(), 5)
+    msg = await probe.wait_for(f"{BASE}/availability", is_text("offline"))
+    assert msg.text == "offline"
+    assert not bridge.connected
+
+
+VICTIM = """
+import asyncio, sys
+from daemon import config
+from daemon.mqtt import MqttBridge
+from tests.fixtures_mqtt import RecordingController
+
+async def main() -> None:
+    s = config.from_dict({"mqtt": {"host": "127.0.0.1", "port": int(sys.argv[1]), "device_id": "victim"}})
+    MqttBridge(s, "", RecordingController(), asyncio.get_running_loop(), ["hey_jarvis"]).start()
+    await asyncio.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+async def test_last_will_says_offline_when_the_daemon_is_killed(mosquitto: Broker, mqtt_probe: Any) -> None:
+    probe = await connected_probe(mqtt_probe, mosquitto, "hark/victim/availability")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", VICTIM, str(mosquitto.port), cwd=ROOT)
+    try:
+        await probe.wait_for("hark/victim/availability", is_text("online"), timeout_s=30)
+        proc.kill()  # SIGKILL: no clean shutdown, only the broker's last will can tell
+        await asyncio.wait_for(proc.wait(), 10)
+        await probe.wait_for("hark/victim/availability", is_text("offline"))
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.wait_for(proc.wait(), 10)
+    late = await connected_probe(mqtt_probe, mosquitto, "hark/victim/availability")
+    msg = await late.wait_for("hark/victim/availability")
+    assert (msg.text, msg.retain) == ("offline", True)
+
+
+async def test_broker_restart_republishes_retained_state(
+    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
+) -> None:
+    probe = await connected_probe(mqtt_probe, mosquitto)
+    bridge, ctl = mqtt_bridge(mqtt_settings(mosquitto.port))
+    await probe.wait_for(f"{BASE}/availability", is_text("online"))
+    bridge.publish_state("responding")
+    bridge.publish_mute(True)
+    bridge.publish_volume(12)
+    bridge.publish_wake(False)
+    await probe.wait_for(f"{BASE}/wake", is_text("OFF"))
+    probe.messages.clear()
+
+    mosquitto.restart()  # no persistence: every retained message is gone with the old broker
+    await probe.wait_for(f"{BASE}/availability", is_text("online"), timeout_s=20)
+    late = await connected_probe(mqtt_probe, mosquitto)
+    expected = {"state": "responding", "mute": "ON", "volume": "12", "wake": "OFF", "availability": "online"}
+    for topic, value in expected.items():
+        msg = await late.wait_for(f"{BASE}/{topic}")
+        assert (msg.text, msg.retain) == (value, True), topic
+    # and commands flow again after the reconnect
+    late.publish(f"{BASE}/cmd/volume", "44")
+    await ctl.wait_for(("set_volume", (44,)))
+
+
+async def test_broker_down_at_start_does_not_block_and_connects_later(
+    tmp_path: Path, mqtt_probe: Any, mqtt_bridge: Any
+) -> None:
+    port = free_port()
+    t0 = time.monotonic()
+    bridge, _ = mqtt_bridge(mqtt_settings(port))
+    assert time.monotonic() - t0 < 1.0, "start() must not wait for the broker"
+    bridge.publish_state("processing")  # offline: remembered, not queued
+    bridge.publish_event("wake_detected", {"model": "alexa", "score": 0.9})  # offline: dropped
+    await asyncio.sleep(1.5)
+    assert not bridge.connected
+    conf = f"persistence false\nuser root\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
+    broker = Broker(tmp_path, conf, [port])
+    broker.start()
+    try:
+        probe = await connected_probe(mqtt_probe, broker)
+        msg = await probe.wait_for(f"{BASE}/state", is_text("processing"), timeout_s=20)
+        assert msg.retain or msg.text == "processing"
+        assert probe.on(f"{BASE}/event") == []
+        assert bridge.dropped_events >= 1
+    finally:
+        await bridge.stop()
+        broker.stop()
+
+
+COMMANDS: list[tuple[str, str, tuple[str, tuple[Any, ...]]]] = [
+    ("listen", "PRESS", ("listen", ())),
+    ("stop", "PRESS", ("stop", ())),
+    ("say", "Dinner is ready", ("say", ("Dinner is ready", False))),
+    ("say", '{"text": "Fire alarm", "priority": true}', ("say", ("Fire alarm", True))),
+    ("ask", "What's the weather?", ("ask", ("What's the weather?",))),
+    ("mute", "ON", ("set_mute", (True,))),
+    ("mute", "off", ("set_mute", (False,))),
+    ("volume", "42.0", ("set_volume", (42,))),
+    ("wake", "OFF", ("set_wake", (False,))),
+]
+
+
+async def test_every_command_topic_reaches_the_controller(
+    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
+) -> None:
+    probe = await connected_probe(mqtt_probe, mosquitto)
+    _, ctl = mqtt_bridge(mqtt_settings(mosquitto.port))
+    await probe.wait_for(f"{BASE}/availability", is_text("online"))
+    for name, payload, _ in COMMANDS:
+        probe.publish(f"{BASE}/cmd/{name}", payload)
+    await ctl.wait_for(COMMANDS[-1][2])
+    assert ctl.calls == [call for _, _, call in COMMANDS]
+
+
+async def test_group_topics_reach_every_speaker(mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any) -> None:
+    probe = await connected_probe(mqtt_probe, mosquitto, "hark/+/availability")
+    _, kitchen = mqtt_bridge(mqtt_settings(mosquitto.port, device_id="kitchen"))
+    _, hall = mqtt_bridge(mqtt_settings(mosquitto.port, device_id="hall"))
+    await probe.wait_for("hark/kitchen/availability", is_text("online"))
+    await probe.wait_for("hark/hall/availability", is_text("online"))
+    probe.publish("hark/all/cmd/say", "Dinner is ready")
+    await kitchen.wait_for(("say", ("Dinner is ready", False)))
+    await hall.wait_for(("say", ("Dinner is ready", False)))
+    probe.publish("hark/kitchen/cmd/volume", "10")
+    await kitchen.wait_for(("set_volume", (10,)))
+    assert ("set_volume", (10,)) not in hall.calls
+
+
+async def test_bad_payloads_become_error_events_and_never_reach_the_controller(
+    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
+) -> None:
+    probe = await connected_probe(mqtt_probe, mosquitto)
+    _, ctl = mqtt_bridge(mqtt_settings(mosquitto.port, max_payload_bytes=64))
+    await probe.wait_for(f"{BASE}/availability", is_text("online"))
+    bad = [
+        ("volume", b"250", "out of range"),
+        ("volume", b"loud", "expected a number"),
+        ("mute", b"perhaps", "expected ON or OFF"),
+        ("say", b'{"text": ', "invalid JSON"),
+        ("say", b"   ", "empty text"),
+        ("say", b"\xff\xfe\xfd", "not UTF-8"),
+        ("ask", b"x" * 65, "limit is 64"),
+        ("explode", b"now", "unknown command"),
+    ]
+    for name, payload, _ in bad:
+        probe.publish(f"{BASE}/cmd/{name}", payload)
+    for name, _, words in bad:
+        topic = f"{BASE}/cmd/{name}"
+        msg = await probe.wait_for(f"{BASE}/event", lambda m, t=topic, w=words: t in m.text and w in m.text)
+        event = json.loads(msg.payload)
+        assert (event["event"], event["code"], event["topic"]) == ("error", "bad_command", topic)
+        assert event["message"].startswith(f"{topic}: "), event
+    assert ctl.calls == []
+    probe.publish(f"{BASE}/cmd/volume", "55")  # the bridge still answers
+    await ctl.wait_for(("set_volume", (55,)))
+
+
+async def test_retained_one_shot_commands_are_not_replayed(
+    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
+) -> None:
+    probe = await connected_probe(mqtt_probe, mosquitto)
+    probe.publish(f"{BASE}/cmd/say", "stale announcement", retain=True)
+    probe.publish(f"{BASE}/cmd/mute", "ON", retain=True)  # a state command: applying it is harmless
+    _, ctl = mqtt_bridge(mqtt_settings(mosquitto.port))
+    await ctl.wait_for(("set_mute", (True,)))
+    msg = await probe.wait_for(f"{BASE}/event", lambda m: b"retained" in m.payload)
+    assert json.loads(msg.payload)["topic"] == f"{BASE}/cmd/say"
+    assert not [c for c in ctl.calls if c[0] == "say"]
+
+
+async def test_controller_failure_is_reported_and_bridge_goes_on(
+    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
+) -> None:
+    probe = await connected_probe(mqtt_probe, mosquitto)
+    bridge, ctl = mqtt_bridge(mqtt_settings(mosquitto.port))
+
+    def broken(text: str) -> None:
+        raise RuntimeError("realtime session not ready")
+
+    ctl.ask = broken  # type: ignore[method-assign]
+    await probe.wait_for(f"{BASE}/availability", is_text("online"))
+    probe.publish(f"{BASE}/cmd/ask", "hello?")
+    msg = await probe.wait_for(f"{BASE}/event", lambda m: b"command_failed" in m.payload)
+    assert "realtime session not ready" in json.loads(msg.payload)["message"]
+    probe.publish(f"{BASE}/cmd/stop", "PRESS")
+    await ctl.wait_for(("stop", ()))
+    assert bridge.connected
+
+
+async def test_home_assistant_birth_republishes_discovery(
+    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
+) -> None:
+    topic = "homeassistant/device/hark_testbox/config"
+    probe = await connected_probe(mqtt_probe, mosquitto, f"{BASE}/availability", topic)
+    mqtt_bridge(mqtt_settings(mosquitto.port))
+    await probe.wait_for(topic)
+    probe.publish("homeassistant/status", "offline")
+    await asyncio.sleep(0.3)
+    assert len(probe.on(topic)) == 1, "HA going offline must not trigger discovery"
+    probe.publish("homeassistant/status", "online")
+    await probe.wait_for(topic, lambda m: len(probe.on(topic)) >= 2)
+    assert json.loads(probe.on(topic)[-1].payload) == json.loads(probe.on(topic)[0].payload)
+
+
+async def test_discovery_off_and_custom_prefix(mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any) -> None:
+    probe = await connected_probe(mqtt_probe, mosquitto, f"{BASE}/availability", "+/device/#")
+    mqtt_bridge(mqtt_settings(mosquitto.port, discovery=False))
+    mqtt_bridge(mqtt_settings(mosquitto.port, device_id="other", discovery_prefix="ha"))
+    await probe.wait_for("ha/device/hark_other/config")
+    await probe.wait_for(f"{BASE}/availability", is_text("online"))
+    probe.publish("homeassistant/status", "online")
+    await asyncio.sleep(0.3)
+    assert not [m for m in probe.messages if "hark_testbox" in m.topic]
+
+
+async def test_check_broker_reports_reachable_and_unreachable(mosquitto: Broker) -> None:
+    ok, message = await check_broker(mqtt_settings(mosquitto.port), "")
+    assert ok, message
+    ok, message = await check_broker(mqtt_settings(free_port()), "", timeout_s=3)
+    assert not ok and "unreachable" in message and "mqtt.host" in message
+    ok, message = await check_broker(mqtt_settings(mosquitto.port, host=""), "")
+    assert ok and "off" in message
