@@ -119,8 +119,11 @@ class Deadlines:
     responding_s: float
 
     def of(self, state: State) -> float | None:
-        return {S.LISTENING: self.listening_s, S.PROCESSING: self.processing_s,
-                S.RESPONDING: self.responding_s}.get(state)
+        return {
+            S.LISTENING: self.listening_s,
+            S.PROCESSING: self.processing_s,
+            S.RESPONDING: self.responding_s,
+        }.get(state)
 
 
 class StateMachine:

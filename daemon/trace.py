@@ -68,8 +68,11 @@ class Trace:
         try:
             fh = self.path.open("a", encoding="utf-8", buffering=1)
         except OSError as e:
-            log.error("trace file %s cannot be opened (%s): tracing off; check the path and permissions",
-                      self.path, e)
+            log.error(
+                "trace file %s cannot be opened (%s): tracing off; check the path and permissions",
+                self.path,
+                e,
+            )
             fh = None
         while (line := self._queue.get()) is not None:
             if fh is None:

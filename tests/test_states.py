@@ -20,17 +20,27 @@ class Clock:
 
 
 def machine() -> tuple[StateMachine, Clock, list[Transition]]:
-    clock, changes = Clock(), []
+    clock, changes = Clock(), list[Transition]()
     return StateMachine(DEADLINES, changes.append, clock), clock, changes
 
 
 def test_a_whole_turn_goes_round_to_idle() -> None:
     sm, _, changes = machine()
-    for trig in (Trigger.WAKE, Trigger.SPEECH_ENDED, Trigger.ANSWER_STARTED, Trigger.FOLLOWUP,
-                 Trigger.NO_SPEECH):
+    for trig in (
+        Trigger.WAKE,
+        Trigger.SPEECH_ENDED,
+        Trigger.ANSWER_STARTED,
+        Trigger.FOLLOWUP,
+        Trigger.NO_SPEECH,
+    ):
         assert sm.handle(trig) is not None
-    assert [c.after for c in changes] == [State.LISTENING, State.PROCESSING, State.RESPONDING,
-                                         State.LISTENING, State.IDLE]
+    assert [c.after for c in changes] == [
+        State.LISTENING,
+        State.PROCESSING,
+        State.RESPONDING,
+        State.LISTENING,
+        State.IDLE,
+    ]
 
 
 def test_illegal_trigger_is_rejected_and_changes_nothing() -> None:
