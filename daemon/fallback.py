@@ -29,7 +29,11 @@ BreakerState = Literal["closed", "open"]
 
 
 class FallbackReason(str, Enum):
-    """Why the answer came from the local voice (the trace's `fallback.reason`)."""
+    """Why the answer came from the local voice (the trace's `fallback.reason`).
+
+    A superset of daemon.realtime_events.FailureReason (same values) plus `breaker_open`, which only this
+    module decides (an Enum with members cannot be extended, hence a second one). `message_for` takes either.
+    """
 
     NO_API_KEY = "no_api_key"
     UNREACHABLE = "unreachable"
@@ -50,7 +54,9 @@ class FallbackReason(str, Enum):
 
 
 def message_for(reason: FallbackReason | str, messages: FallbackMessages) -> str:
-    """The configured sentence for a reason (an unknown reason is a bug: it raises, naming the valid ones)."""
+    """The configured sentence for a reason: a FallbackReason, a realtime FailureReason or its value.
+
+    An unknown reason is a bug: it raises, naming the valid ones."""
     try:
         reason = FallbackReason(reason)
     except ValueError:

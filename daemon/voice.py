@@ -165,6 +165,15 @@ class LocalVoice:
     def loaded(self) -> bool:
         return self._voice is not None
 
+    async def start(self) -> None:
+        """At daemon start: load now when fallback.load = "start" (the default), else on first use.
+
+        Why "start" by default: loading costs ~1-2.5 s, and the voice is needed exactly when the cloud
+        just failed; ~140 MB of RSS is cheap on a Pi 4/5. "lazy" suits 512 MB boards that rarely fall back.
+        """
+        if self.settings.load == "start":
+            await self.load()
+
     async def load(self) -> None:
         """Load the voice once (in the worker: ~1 s of file reading and ONNX setup)."""
         async with self._load_lock:

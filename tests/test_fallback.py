@@ -45,6 +45,15 @@ def test_every_reason_has_a_message() -> None:
     }
 
 
+def test_every_realtime_failure_has_a_fallback_reason() -> None:
+    """The Realtime client's FailureReason values are spoken through this module: none may be missing."""
+    from daemon.realtime_events import FailureReason
+
+    for failure in FailureReason:
+        assert FallbackReason(failure).value == failure.value
+        assert message_for(failure, FallbackMessages())
+
+
 def test_unknown_reason_names_the_valid_ones() -> None:
     with pytest.raises(ValueError, match=r"unknown fallback reason 'offline': expected one of no_api_key, "):
         message_for("offline", FallbackMessages())

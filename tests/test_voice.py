@@ -67,6 +67,8 @@ async def test_missing_voice_names_path_and_fix(tmp_path: Path) -> None:
     ):
         await v.load()
     assert not v.loaded
+    with pytest.raises(VoiceError, match="not found"):  # fallback.load = "start": the daemon start loads it
+        await v.start()
     with pytest.raises(VoiceError, match="not found"):  # speaking loads, and fails the same clear way
         await collect(v.speak("Hello."))
     await v.close()
@@ -206,6 +208,7 @@ async def test_cancelling_the_task_stops_synthesis(voice: LocalVoice) -> None:
 
 async def test_lazy_voice_loads_on_first_use(models_dir: Path) -> None:
     v = LocalVoice(FallbackSettings(load="lazy"), models_dir)
+    await v.start()
     assert not v.loaded
     chunks = await asyncio.wait_for(collect(v.speak("Hi.")), 60)
     assert v.loaded and chunks
