@@ -336,3 +336,105 @@ async def test_check_broker_reports_reachable_and_unreachable(mosquitto: Broker)
     assert not ok and "unreachable" in message and "mqtt.host" in message
     ok, message = await check_broker(mqtt_settings(mosquitto.port, host=""), "")
     assert ok and "off" in message
+
+
+# --- tools as home-automation actions ---------------------------------------------------------------------
+
+LIGHTS = {"name": "lights", "mqtt_topic": "home/lights/set", "response_topic": "home/lights/result"}
+
+
+def answer_with(probe: MqttProbe, request_topic: str, reply: Any) -> list[dict[str, Any]]:
+    """Make the probe act as Node-RED: answer each request on the response topic; returns the requests."""
+    requests: list[dict[str, Any]] = []
+
+    def on_request(client: Any, _u: Any, msg: Any) -> None:
+        req = json.loads(msg.payload)
+        requests.append(req)
+        for topic, payload in reply(req, requests):
+            client.publish(topic, payload, qos=1)
+
+    probe.client.message_callback_add(request_topic, on_request)
+    probe.subscribe(request_topic)
+    return requests
+
+
+async def test_tool_call_round_trip_through_mqtt(
+    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
+) -> None:
+    probe = await connected_probe(mqtt_probe, mosquitto)
+    requests = answer_with(
+        probe,
+        "home/lights/set",
+        lambda req, _all: [("home/lights/result", json.dumps({"call_id": req["call_id"], "state": "on"}))],
+    )
+    settings = mqtt_settings(mosquitto.port, tools=[{**LIGHTS, "timeout_s": 5}])
+    bridge, _ = mqtt_bridge(settings)
+    await probe.wait_for(f"{BASE}/availability", is_text("online"))
+    out = await bridge.call_tool(settings.tools[0], "call_1", '{"room": "kitchen", "on": true}')
+    assert json.loads(out) == {"call_id": "call_1", "state": "on"}
+    assert requests == [{"call_id": "call_1", "name": "lights", "arguments": {"room": "kitchen", "on": True}}]
+
+
+async def test_concurrent_tool_calls_get_their_own_replies(
+    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
+) -> None:
+    probe = await connected_probe(mqtt_probe, mosquitto)
+
+    def reply_when_both_arrived(_req: Any, seen: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        if len(seen) < 2:
+            return []
+        return [("home/lights/result", json.dumps({"call_id": r["call_id"], "for": r["arguments"]}))
+                for r in reversed(seen)]  # fmt: skip
+
+    answer_with(probe, "home/lights/set", reply_when_both_arrived)
+    settings = mqtt_settings(mosquitto.port, tools=[LIGHTS])
+    bridge, _ = mqtt_bridge(settings)
+    await probe.wait_for(f"{BASE}/availability", is_text("online"))
+    tool = settings.tools[0]
+    a, b = await asyncio.gather(
+        bridge.call_tool(tool, "a", '"kitchen"'), bridge.call_tool(tool, "b", '"hall"')
+    )
+    assert json.loads(a) == {"call_id": "a", "for": "kitchen"}
+    assert json.loads(b) == {"call_id": "b", "for": "hall"}
+
+
+async def test_tool_reply_without_call_id_answers_the_waiting_call(
+    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
+) -> None:
+    probe = await connected_probe(mqtt_probe, mosquitto)
+    requests = answer_with(probe, "home/door/lock", lambda _r, _a: [("home/door/state", "locked")])
+    tool_cfg = {"name": "door", "mqtt_topic": "home/door/lock", "response_topic": "home/door/state"}
+    settings = mqtt_settings(mosquitto.port)  # the tool is not in the settings: subscribed on first use
+    bridge, _ = mqtt_bridge(settings)
+    await probe.wait_for(f"{BASE}/availability", is_text("online"))
+    tool = mqtt_settings(mosquitto.port, tools=[tool_cfg]).tools[0]
+    assert await bridge.call_tool(tool, "c1", "not json {") == "locked"
+    assert requests[0]["arguments"] == "not json {"
+
+
+async def test_tool_without_response_topic_and_timeouts(
+    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
+) -> None:
+    probe = await connected_probe(mqtt_probe, mosquitto, f"{BASE}/#", "home/#")
+    fire_and_forget = {"name": "scene", "mqtt_topic": "home/scene/set"}
+    silent = {"name": "blinds", "mqtt_topic": "home/blinds/set", "response_topic": "home/blinds/done",
+              "timeout_s": 0.5}  # fmt: skip
+    no_topic = {"name": "nowhere"}
+    settings = mqtt_settings(mosquitto.port, tools=[fire_and_forget, silent, no_topic])
+    bridge, _ = mqtt_bridge(settings)
+    await probe.wait_for(f"{BASE}/availability", is_text("online"))
+    scene, blinds, nowhere = settings.tools
+    assert json.loads(await bridge.call_tool(scene, "s1", '{"name": "movie"}')) == {"ok": True}
+    req = await probe.wait_for("home/scene/set")
+    assert json.loads(req.payload)["arguments"] == {"name": "movie"}
+    out = json.loads(await bridge.call_tool(blinds, "b1", "{}"))
+    assert out == {"ok": False, "error": "no reply from home/blinds/done within 0.5 s"}
+    out = json.loads(await bridge.call_tool(nowhere, "n1", "{}"))
+    assert out["ok"] is False and "no mqtt_topic" in out["error"]
+
+
+async def test_tool_call_with_broker_down_fails_fast(mqtt_bridge: Any) -> None:
+    settings = mqtt_settings(free_port(), tools=[LIGHTS])
+    bridge, _ = mqtt_bridge(settings)
+    out = json.loads(await asyncio.wait_for(bridge.call_tool(settings.tools[0], "x", "{}"), 2))
+    assert out["ok"] is False and "not connected" in out["error"]
