@@ -5,11 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from daemon.mqtt import MqttBridge, check_broker
+from daemon.mqtt_commands import COMMANDS as COMMAND_NAMES
 from tests.fixtures_mqtt import Broker, MqttProbe, RecordingController, free_port, mqtt_settings
 
 BASE = "hark/testbox"
@@ -438,3 +444,82 @@ async def test_tool_call_with_broker_down_fails_fast(mqtt_bridge: Any) -> None:
     bridge, _ = mqtt_bridge(settings)
     out = json.loads(await asyncio.wait_for(bridge.call_tool(settings.tools[0], "x", "{}"), 2))
     assert out["ok"] is False and "not connected" in out["error"]
+
+
+# --- fuzz: random payloads on every command topic, through the broker -------------------------------------
+
+FUZZ_TOPICS = (
+    [f"{BASE}/cmd/{c}" for c in COMMAND_NAMES]
+    + [f"hark/all/cmd/{c}" for c in COMMAND_NAMES]
+    + [
+        f"{BASE}/cmd/unknown",
+        f"{BASE}/cmd/say/extra",
+    ]
+)
+fuzz_payloads = st.one_of(
+    st.binary(max_size=400),
+    st.text(max_size=120).map(str.encode),
+    st.sampled_from([b"ON", b"off", b"42", b"-3", b"1e9", b"nan", b'{"text": "hi", "priority": true}', b"{"]),
+    st.dictionaries(
+        st.sampled_from(["text", "priority", "volume", "x"]),
+        st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+        max_size=3,
+    ).map(lambda d: json.dumps(d).encode()),  # fmt: skip
+)
+
+
+def assert_only_valid_calls(calls: list[tuple[str, tuple[Any, ...]]]) -> None:
+    for name, args in calls:
+        if name in ("say", "ask"):
+            assert isinstance(args[0], str) and args[0].strip() == args[0] and args[0]
+        if name == "say":
+            assert isinstance(args[1], bool)
+        if name == "set_volume":
+            assert isinstance(args[0], int) and 0 <= args[0] <= 100
+        if name in ("set_mute", "set_wake"):
+            assert isinstance(args[0], bool)
+
+
+@pytest.mark.slow
+def test_fuzz_every_command_topic_then_bridge_still_answers(mosquitto: Broker, mqtt_probe: Any) -> None:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fuzz-loop", daemon=True)
+    thread.start()
+    ctl = RecordingController()
+
+    async def make() -> MqttBridge:
+        settings = mqtt_settings(mosquitto.port, max_payload_bytes=256)
+        bridge = MqttBridge(settings, "", ctl, asyncio.get_running_loop(), ["hey_jarvis"])
+        bridge.start()
+        return bridge
+
+    bridge = asyncio.run_coroutine_threadsafe(make(), loop).result(10)
+    sender: MqttProbe = mqtt_probe(mosquitto.port)
+    sender.subscribe(f"{BASE}/availability")
+    deadline = time.monotonic() + 10
+    while not sender.on(f"{BASE}/availability") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sent = [0]
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(batch=st.lists(st.tuples(st.sampled_from(FUZZ_TOPICS), fuzz_payloads), min_size=20, max_size=60))
+    def blast(batch: list[tuple[str, bytes]]) -> None:
+        for topic, payload in batch:
+            sender.client.publish(topic, payload, qos=1)
+        sent[0] += len(batch)
+
+    try:
+        blast()
+        sender.publish(f"{BASE}/cmd/volume", "37")  # sent last: answered only after all the garbage
+        deadline = time.monotonic() + 60
+        while ("set_volume", (37,)) not in ctl.calls and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ("set_volume", (37,)) in ctl.calls, f"bridge stopped answering after {sent[0]} payloads"
+        assert sent[0] >= 1000
+        assert_only_valid_calls(ctl.calls)
+        assert bridge.connected
+    finally:
+        asyncio.run_coroutine_threadsafe(bridge.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
