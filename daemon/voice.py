@@ -288,8 +288,11 @@ def _synthesize(voice: PiperVoice, sentence: str, volume: float, stop: threading
     out: list[AudioChunk] = []
     if stop.is_set():
         return out
-    for chunk in voice.synthesize(sentence, SynthesisConfig(volume=volume)):
-        if stop.is_set():
-            break
-        out.append(AudioChunk(chunk.audio_int16_bytes, chunk.sample_rate, chunk.sample_channels))
+    try:
+        for chunk in voice.synthesize(sentence, SynthesisConfig(volume=volume)):
+            if stop.is_set():
+                break
+            out.append(AudioChunk(chunk.audio_int16_bytes, chunk.sample_rate, chunk.sample_channels))
+    except Exception as e:  # espeak/onnxruntime errors: name the text so the log shows what failed
+        raise VoiceError(f"Piper could not synthesize {sentence[:60]!r}: {e}") from e
     return out
