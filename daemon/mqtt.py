@@ -385,7 +385,8 @@ def _check_sync(client: mqtt.Client, m: MqttSettings, timeout_s: float) -> tuple
     finally:
         client.disconnect()
     if not result:
-        return False, f"{where} closed the connection without answering (TLS expected? check mqtt.tls)"
+        hint = "needs a client certificate? set mqtt.cert_file/key_file" if m.tls else "expects TLS? mqtt.tls"
+        return False, f"{where} closed the connection without answering ({hint})"
     reason = result[0]
     if not reason.is_failure:
         return True, f"{where} reachable; credentials accepted"

@@ -119,6 +119,9 @@ class Certs:
     server_key: Path
     other_ca: Path
     """A CA that signed nothing here: trusting it must fail verification."""
+    misnamed_cert: Path
+    misnamed_key: Path
+    """Signed by `ca` but for another host name: only tls_insecure accepts it."""
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -143,24 +146,27 @@ def mqtt_certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
                  cwd=d)  # fmt: skip
     _issue(d, "server", "/CN=localhost", "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     _issue(d, "client", "/CN=hark-client", "extendedKeyUsage=clientAuth\n")
+    _issue(d, "misnamed", "/CN=elsewhere.example", "subjectAltName=DNS:elsewhere.example\n")
     return Certs(d / "ca.crt", d / "client.crt", d / "client.key", d / "server.crt", d / "server.key",
-                 d / "other_ca.crt")  # fmt: skip
+                 d / "other_ca.crt", d / "misnamed.crt", d / "misnamed.key")  # fmt: skip
 
 
 @pytest.fixture
 def mosquitto_tls(tmp_path: Path, mqtt_certs: Certs) -> Iterator[Broker]:
-    """TLS broker: ports[0] = server-auth TLS + password; ports[1] = mutual TLS (client cert required)."""
+    """TLS broker: ports[0] = TLS + password; [1] = mutual TLS (client cert); [2] = cert for another name."""
     c = mqtt_certs
     pw = tmp_path / "passwd"
     pw.touch()
     subprocess.run(["mosquitto_passwd", "-b", str(pw), AUTH_USER, AUTH_PASSWORD], check=True, timeout=10)
     tls = f"cafile {c.ca}\ncertfile {c.server_cert}\nkeyfile {c.server_key}\n"
-    p1, p2 = free_port(), free_port()
+    misnamed = f"cafile {c.ca}\ncertfile {c.misnamed_cert}\nkeyfile {c.misnamed_key}\n"
+    p1, p2, p3 = free_port(), free_port(), free_port()
     listeners = (
         f"listener {p1} 127.0.0.1\n{tls}allow_anonymous false\npassword_file {pw}\n"
         f"listener {p2} 127.0.0.1\n{tls}require_certificate true\nallow_anonymous true\n"
+        f"listener {p3} 127.0.0.1\n{misnamed}allow_anonymous true\n"
     )
-    yield from _broker(tmp_path, listeners, [p1, p2])
+    yield from _broker(tmp_path, listeners, [p1, p2, p3])
 
 
 # --- observing and driving the broker ---------------------------------------------------------------------
@@ -184,6 +190,7 @@ class MqttProbe:
     port: int
     host: str = "127.0.0.1"
     tls: dict[str, Any] | None = None
+    auth: tuple[str, str] | None = None
     messages: list[Msg] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -194,6 +201,8 @@ class MqttProbe:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{id(self)}")
         if self.tls:
             self.client.tls_set(**self.tls)
+        if self.auth:
+            self.client.username_pw_set(*self.auth)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_a: self._subscribed.set()
         self.client.on_connect = self._on_connect
