@@ -119,6 +119,8 @@ class WavSource(AudioSource):
         self._frames = self._read()
         self._t0: float | None = None
         self._resume = asyncio.Event()
+        self._paused_at = 0.0
+        self._muted: tuple[float, float] = (0.0, 0.0)  # the last pause, in monotonic time
 
     def _read(self) -> Iterator[bytes]:
         framer = _Framer()
@@ -128,7 +130,14 @@ class WavSource(AudioSource):
         if tail is not None:
             yield tail
 
+    def pause(self) -> None:
+        if not self._paused:
+            self._paused_at = time.monotonic()
+        super().pause()
+
     def resume(self) -> None:
+        if self._paused:
+            self._muted = (self._paused_at, time.monotonic())
         super().resume()
         self._resume.set()
 
@@ -150,21 +159,21 @@ class WavSource(AudioSource):
                 raise StopAsyncIteration
             frame = self._frame(pcm)
             if self.realtime_pace:
-                await self._pace(frame)
+                due = self._due(frame)
+                if self._muted[0] <= due < self._muted[1]:
+                    continue  # it "played" while muted: lost, even if nobody was reading then
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
                 if self._paused:
                     continue
             else:
                 await asyncio.sleep(0)  # let the rest of the loop run between frames
             return frame
 
-    async def _pace(self, frame: AudioFrame) -> None:
-        """Hand out each frame when its last sample would have been captured (absolute clock: no drift)."""
-        now = time.monotonic()
+    def _due(self, frame: AudioFrame) -> float:
+        """When the frame's last sample would have been captured (an absolute clock: no drift)."""
         if self._t0 is None:
-            self._t0 = now - frame.sample / INPUT_RATE_HZ
-        due = self._t0 + frame.end_sample / INPUT_RATE_HZ
-        if due > now:
-            await asyncio.sleep(due - now)
+            self._t0 = time.monotonic() - frame.sample / INPUT_RATE_HZ
+        return self._t0 + frame.end_sample / INPUT_RATE_HZ
 
 
 class PyAudioSource(AudioSource):
