@@ -305,7 +305,7 @@ class MqttBridge:
         waiters = self._waiters.setdefault(tool.response_topic, []) if tool.response_topic else []
         waiters.append((call_id, reply))  # registered before publishing: a fast reply must not be missed
         if tool.response_topic and tool.response_topic not in self._response_topics:
-            self._response_topics.add(tool.response_topic)
+            self._response_topics = self._response_topics | {tool.response_topic}  # paho's thread reads it
             self._client.subscribe(tool.response_topic, self._s.qos)
         try:
             if not self._publish(tool.mqtt_topic, body, retain=False):
