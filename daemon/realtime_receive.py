@@ -58,6 +58,7 @@ class Receiver:
         self._turn_active = False
         self._awaiting_first = False
         self._turn_t = 0.0
+        self._progress_t = 0.0
         self._response_id = ""
         self._cancelled: set[str] = set()
         self._cancel_next_created = False
@@ -123,6 +124,7 @@ class Receiver:
 
     def _arm_timeout(self) -> None:
         self._disarm_timeout()
+        self._progress_t = time.monotonic()
         self._timeout_task = asyncio.create_task(self._timeout(), name="realtime-timeout")
 
     def _disarm_timeout(self) -> None:
@@ -131,21 +133,23 @@ class Receiver:
         self._timeout_task = None
 
     async def _timeout(self) -> None:
+        """Fail the turn when the answer does not start, or stops, for realtime.response_timeout."""
         limit = self._settings.response_timeout
-        await asyncio.sleep(limit)
-        if not self._awaiting_first or not self._turn_active:
+        while True:
+            waited = time.monotonic() - self._progress_t
+            if waited >= limit:
+                break
+            await asyncio.sleep(limit - waited)
+        if not self._turn_active:
             return
-        log.warning(
-            "no answer within %.1f s (realtime.response_timeout); cancelling it and falling back", limit
-        )
+        what = "no answer audio" if self._awaiting_first else "the answer stalled"
+        log.warning("%s for %.1f s (realtime.response_timeout); cancelling it and falling back", what, limit)
         self._trace.emit("realtime_error", code="response_timeout")
         if not self._no_response.is_set():
             self._mark_cancelled()
             self._outbox.put_nowait(lambda c: c.response.cancel())
         self._timeout_task = None
-        self._finish(
-            Failure(FailureReason.TIMEOUT, "response_timeout", f"no answer audio within {limit:g} s")
-        )
+        self._finish(Failure(FailureReason.TIMEOUT, "response_timeout", f"{what} for {limit:g} s"))
 
     # --- receiving ---------------------------------------------------------------------------------------
 
@@ -219,9 +223,9 @@ class Receiver:
         self._trace.emit("response_created", response_id=self._response_id)
 
     def _first(self) -> None:
+        self._progress_t = time.monotonic()
         if self._awaiting_first:
             self._awaiting_first = False
-            self._disarm_timeout()
             self._trace.emit("first_delta", ms=round((time.monotonic() - self._turn_t) * 1000, 1))
 
     def _live(self, event: Any) -> bool:
@@ -270,6 +274,7 @@ class Receiver:
         name, call_id = str(event.name), str(event.call_id)
         task = asyncio.create_task(self._tools.call(name, call_id, str(event.arguments)))
         self._pending_tools.append((name, call_id, task))
+        self._progress_t = time.monotonic()
         self._touch()
 
     def _on_response_done(self, event: Any) -> None:

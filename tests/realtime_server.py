@@ -120,6 +120,11 @@ class RealtimeTestServer:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/v1"
 
+    @property
+    def open_sessions(self) -> int:
+        """Websockets currently connected."""
+        return len(self._sessions)
+
     def next_reply(self) -> Reply:
         return self.replies.popleft() if self.replies else self.default_reply
 
