@@ -82,7 +82,7 @@ class ResponseStream:
 
     async def _audio(self) -> str:
         item_id = self.server.new_id("item")
-        item = {
+        item: dict[str, Any] = {
             "id": item_id,
             "object": "realtime.item",
             "type": "message",
@@ -158,7 +158,7 @@ class ResponseStream:
 
     async def _text(self) -> str:
         item_id = self.server.new_id("item")
-        item = {
+        item: dict[str, Any] = {
             "id": item_id,
             "object": "realtime.item",
             "type": "message",
@@ -188,7 +188,7 @@ class ResponseStream:
 
     async def _function_call(self, name: str, arguments: str) -> str:
         item_id, call_id = self.server.new_id("item"), self.server.new_id("call")
-        item = {
+        item: dict[str, Any] = {
             "id": item_id,
             "object": "realtime.item",
             "type": "function_call",

@@ -229,6 +229,6 @@ async def test_function_call_then_output_then_answer(
 
 
 async def test_unknown_client_event_is_an_error(conn: Any) -> None:
-    await conn.send({"type": "response.audio.delta", "delta": ""})  # type: ignore[typeddict-item]
+    await conn.send({"type": "response.audio.delta", "delta": ""})
     error = await next_of(conn, "error")
     assert error.error.code == "invalid_value" and error.error.param == "type"

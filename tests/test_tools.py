@@ -104,7 +104,7 @@ async def test_failing_or_slow_handler_never_raises() -> None:
 
 def test_register_unknown_tool_names_the_fix() -> None:
     with pytest.raises(KeyError, match=r"add a \[\[tools\]\] entry"):
-        ToolRegistry().register("set_light", lambda c, a: asyncio.sleep(0))  # type: ignore[arg-type,return-value]
+        ToolRegistry().register("set_light", lambda c, a: asyncio.sleep(0))
 
 
 async def test_config_tool_replaces_builtin_get_time() -> None:
