@@ -18,9 +18,11 @@ from daemon.assistant import Assistant, Parts
 from daemon.audio.chimes import load_chimes
 from daemon.audio.sink import open_sink
 from daemon.audio.source import open_source
+from daemon.cloud import CloudResponder
 from daemon.config import Secrets, Settings
 from daemon.endpoint import Endpointer
 from daemon.persist import ChoiceStore, RuntimeChoices
+from daemon.tools import ToolRegistry
 from daemon.trace import Trace
 from daemon.voice import LocalVoice, VoiceError
 from daemon.wake import WakeDetector
@@ -35,6 +37,7 @@ class Daemon:
     settings: Settings
     assistant: Assistant
     trace: Trace
+    tools: ToolRegistry
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -64,7 +67,8 @@ async def build(settings: Settings, secrets: Secrets, trace: Trace) -> Daemon:
     closers.append(sink.aclose)
     source = open_source(settings.audio, trace)
     closers.append(source.aclose)
-    responder = make_responder(settings, secrets, trace, voice, chimes)
+    tools = ToolRegistry(settings.tools)
+    responder = make_responder(settings, secrets, trace, voice, tools)
     parts = Parts(
         source=source,
         sink=sink,
@@ -77,22 +81,16 @@ async def build(settings: Settings, secrets: Secrets, trace: Trace) -> Daemon:
     )
     assistant = Assistant(settings, parts, trace)
     closers.append(assistant.shutdown)
-    daemon = Daemon(settings, assistant, trace, closers)
+    daemon = Daemon(settings, assistant, trace, tools, closers)
     await _attach_mqtt(daemon, secrets, wake.names)
     return daemon
 
 
 def make_responder(
-    settings: Settings, secrets: Secrets, trace: Trace, voice: LocalVoice | None, chimes: dict[str, Any]
-) -> Any:
-    """The cloud responder (Realtime + local fallback) when available, else the chime responder."""
-    try:
-        from daemon.cloud import CloudResponder
-    except ImportError:
-        from daemon.responder import ChimeResponder
-
-        return ChimeResponder(chimes.get("done"))
-    return CloudResponder(settings, secrets, trace, voice)
+    settings: Settings, secrets: Secrets, trace: Trace, voice: LocalVoice | None, tools: ToolRegistry
+) -> CloudResponder:
+    """The Realtime model answers; the local voice answers whenever it cannot (see daemon.cloud)."""
+    return CloudResponder(settings, secrets, trace, voice, tools)
 
 
 async def _local_voice(settings: Settings) -> LocalVoice | None:

@@ -343,6 +343,8 @@ class Assistant:
         self.trace.emit("volume", percent=percent)
 
     def set_wake(self, on: bool) -> None:
+        if on and not self.wake_enabled:
+            self._reset_wake()
         self.wake_enabled = on
         self.parts.choices.update(wake_enabled=on)
         self.trace.emit("wake_enabled", on=on)
@@ -392,8 +394,8 @@ class Assistant:
         if change.after not in ACTIVE:
             self.parts.endpointer.stop()
             self._idle.set()
-        if change.after is State.IDLE and change.before is not State.IDLE:
-            self._reset_wake()
+        if change.before in (State.LISTENING, State.MUTED, State.ERROR):
+            self._reset_wake()  # detection resumes after a gap: its buffer still holds the old audio
 
     def _on_timeout(self) -> None:
         state = self.sm.state

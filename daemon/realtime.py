@@ -221,6 +221,21 @@ class RealtimeClient(Receiver):
             self._append_traced = True
             self._trace.emit("audio_appended", bytes=nbytes)
 
+    def discard(self) -> None:
+        """Nothing was said (or the turn was abandoned): forget the audio of this turn.
+
+        Not connected: the queued audio is dropped unsent. Connected: what is already on its way is cleared
+        from the server's input buffer, so it can never slip into the next turn's commit.
+        """
+        self._resampler = StreamResampler(INPUT_RATE_HZ, RATE_HZ)
+        self._turn_bytes = 0
+        self._append_traced = False
+        if self._conn is None:
+            while not self._outbox.empty():
+                self._outbox.get_nowait()
+            return
+        self._outbox.put_nowait(lambda c: c.input_audio_buffer.clear())
+
     async def commit(self) -> None:
         """End of the user's speech (local endpointing): commit the buffer and ask for the answer."""
         self._queue_audio(self._resampler.process(b"", last=True))
