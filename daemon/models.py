@@ -85,8 +85,7 @@ def piper_voice_path(name_or_path: str, models_dir: Path) -> Path:
     else:
         if not name_or_path or "/" in name_or_path:
             raise ModelError(
-                f"Piper voice {name_or_path!r}: expected a voice name like en_US-joe-medium "
-                "or a path ending in .onnx"
+                f"Piper voice {name_or_path!r}: expected a voice name like en_US-joe-medium or a path ending in .onnx"
             )
         path = models_dir / PIPER_DIR / f"{name_or_path}.onnx"
         fix = FETCH_HINT if name_or_path == "en_US-joe-medium" else f"{FETCH_HINT} --voice {name_or_path}"

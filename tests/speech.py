@@ -182,8 +182,7 @@ def concat(
     """
     if len(silences) != len(parts) + 1:
         raise ValueError(
-            f"concat: {len(parts)} parts need {len(parts) + 1} silences (before, between, after), "
-            f"got {len(silences)}"
+            f"concat: {len(parts)} parts need {len(parts) + 1} silences (before, between, after), got {len(silences)}"
         )
     if any(s < 0 for s in silences):
         raise ValueError(f"concat: silences must be >= 0 seconds, got {list(silences)}")

@@ -72,9 +72,7 @@ def test_speech_end_within_60_ms_after_a_wake_phrase(speech: Speech, wake: WakeD
 
 
 def test_a_pause_shorter_than_end_silence_does_not_end_the_utterance(speech: Speech) -> None:
-    clip = speech.concat(
-        [speech.piper("Add milk to the list."), speech.piper("And also some bread.")], [0.5, 0.4, 1.5]
-    )
+    clip = speech.concat([speech.piper("Add milk to the list."), speech.piper("And also some bread.")], [0.5, 0.4, 1.5])
     ep = endpointer(end_silence_ms=700)
     ep.start(0)
     events = feed(ep, clip.frames())

@@ -136,9 +136,7 @@ def test_reset_forgets_what_was_heard(models_dir: Path, speech: Speech) -> None:
     assert found == []
 
 
-def test_custom_model_path_uses_the_file_name_as_label(
-    models_dir: Path, speech: Speech, tmp_path: Path
-) -> None:
+def test_custom_model_path_uses_the_file_name_as_label(models_dir: Path, speech: Speech, tmp_path: Path) -> None:
     custom = tmp_path / "my_word.onnx"
     shutil.copy(models_dir / "openwakeword" / "hey_jarvis_v0.1.onnx", custom)
     det = detector(models_dir, [str(custom)])
