@@ -133,9 +133,7 @@ def pulse_rig() -> Iterator[PulseRig]:
                 pytrace=False,
             )
     rig_dir = Path(tempfile.mkdtemp(prefix="hark-pulse-"))  # short: unix socket paths max 107 bytes
-    started = subprocess.run(
-        [str(RIG), "start", str(rig_dir)], capture_output=True, text=True, timeout=30, check=False
-    )
+    started = subprocess.run([str(RIG), "start", str(rig_dir)], capture_output=True, text=True, timeout=30, check=False)
     if started.returncode != 0:
         pytest.fail(f"scripts/pulse-rig start failed:\n{started.stderr}", pytrace=False)
     exports = _rig_env(started.stdout)
@@ -215,9 +213,7 @@ def rms(samples: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x * x))) if len(x) else 0.0
 
 
-def active_span(
-    samples: np.ndarray, rate_hz: int, threshold: float, window_ms: int = 10
-) -> tuple[float, float]:
+def active_span(samples: np.ndarray, rate_hz: int, threshold: float, window_ms: int = 10) -> tuple[float, float]:
     """(start_s, end_s) of the part whose windowed RMS exceeds `threshold`; (0, 0) if none does."""
     win = rate_hz * window_ms // 1000
     n = len(samples) // win

@@ -38,9 +38,7 @@ def test_stream_resampler_rejects_odd_bytes() -> None:
         StreamResampler(16_000, 24_000).process(b"\x00\x01\x02")
 
 
-@pytest.mark.parametrize(
-    ("rate", "channels", "width"), [(44_100, 2, 2), (8_000, 1, 1), (48_000, 1, 3), (22_050, 2, 4)]
-)
+@pytest.mark.parametrize(("rate", "channels", "width"), [(44_100, 2, 2), (8_000, 1, 1), (48_000, 1, 3), (22_050, 2, 4)])
 def test_any_wav_becomes_16k_mono(tmp_path: Path, rate: int, channels: int, width: int) -> None:
     path = write_wav(tmp_path / "t.wav", tone(440, 0.5, rate, level=0.5), rate, channels, width)
     pcm, out_rate = read_wav_mono16(path)

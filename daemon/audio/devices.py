@@ -137,9 +137,7 @@ def list_devices(pa: pyaudio.PyAudio | None = None) -> list[DeviceInfo]:
 def _default_index(pa: pyaudio.PyAudio, kind: Kind) -> int | None:
     try:
         with PA_LOCK:
-            raw = (
-                pa.get_default_input_device_info() if kind == "input" else pa.get_default_output_device_info()
-            )
+            raw = pa.get_default_input_device_info() if kind == "input" else pa.get_default_output_device_info()
         return int(raw["index"])
     except OSError:
         return None
@@ -170,9 +168,7 @@ def _pick(spec: str, kind: Kind, devices: list[DeviceInfo], default: int | None)
     if spec == "default":
         found = next((d for d in usable if d.index == default), None)
         if found is None:
-            raise DeviceError(
-                f"{setting}: PortAudio reports no default {kind} device; {_available(devices, kind)}"
-            )
+            raise DeviceError(f"{setting}: PortAudio reports no default {kind} device; {_available(devices, kind)}")
         return found
     if spec.isdigit():
         found = next((d for d in devices if d.index == int(spec)), None)
@@ -187,9 +183,7 @@ def _pick(spec: str, kind: Kind, devices: list[DeviceInfo], default: int | None)
     if not matches:
         raise DeviceError(f"{setting}: no {kind} device name contains {spec!r}; {_available(devices, kind)}")
     names = ", ".join(f"{d.index} {d.name!r}" for d in matches)
-    raise DeviceError(
-        f"{setting}: {len(matches)} {kind} devices match ({names}); use a longer name or the index"
-    )
+    raise DeviceError(f"{setting}: {len(matches)} {kind} devices match ({names}); use a longer name or the index")
 
 
 def format_devices(devices: list[DeviceInfo] | None = None) -> str:
@@ -200,16 +194,12 @@ def format_devices(devices: list[DeviceInfo] | None = None) -> str:
     outs = [d for d in devices if d.max_output_channels > 0]
     for d in ins:
         native = "16 kHz native" if d.supports_16k_input else f"resampled from {d.default_rate_hz} Hz"
-        lines.append(
-            f"  {d.index:>3}  {d.name}  ({d.max_input_channels} ch, default {d.default_rate_hz} Hz, {native})"
-        )
+        lines.append(f"  {d.index:>3}  {d.name}  ({d.max_input_channels} ch, default {d.default_rate_hz} Hz, {native})")
     if not ins:
         lines.append("  (none)")
     lines.append("Output devices (audio.output):")
     for d in outs:
-        lines.append(
-            f"  {d.index:>3}  {d.name}  ({d.max_output_channels} ch, default {d.default_rate_hz} Hz)"
-        )
+        lines.append(f"  {d.index:>3}  {d.name}  ({d.max_output_channels} ch, default {d.default_rate_hz} Hz)")
     if not outs:
         lines.append("  (none)")
     lines.append('Use "default", an index or part of a name, e.g. audio.input = "USB".')
@@ -233,9 +223,7 @@ class OpenStream:
     channels: int
 
 
-def _choose_format(
-    pa: pyaudio.PyAudio, dev: DeviceInfo, kind: Kind, rates: tuple[int, ...]
-) -> tuple[int, int]:
+def _choose_format(pa: pyaudio.PyAudio, dev: DeviceInfo, kind: Kind, rates: tuple[int, ...]) -> tuple[int, int]:
     """The first (rate, channels) the device takes: preferred rates mono, its native rate, then stereo."""
     max_ch = max(1, min(2, dev.channels(kind)))
     candidates = [(r, 1) for r in (*rates, dev.default_rate_hz)] + [(dev.default_rate_hz, max_ch)]
@@ -317,9 +305,11 @@ class StreamKeeper:
     """Keeps one PortAudio stream open under a supervisor task: open, watch, close, reopen with backoff.
 
     A stream counts as failed when PortAudio stops it, when its callback does not start within
-    `start_timeout_s` of opening, or when callbacks stop arriving for `stall_s` (an unplugged USB device
-    often just goes quiet). `on_lost(detail)` runs once per outage, `on_restored(detail)` once when
-    callbacks flow again; both run on the event loop. The callback thread calls `heartbeat()`.
+    `start_timeout_s` of opening, or when callbacks stop arriving for `stall_s` after that (an unplugged
+    USB device often just goes quiet; gaps right after opening are normal: PulseAudio's ALSA plugin
+    primes an output stream and then waits up to ~2 s before it runs steadily). `on_lost(detail)` runs
+    once per outage, `on_restored(detail)` once when callbacks flow again; both run on the event loop.
+    The callback thread calls `heartbeat()`.
     """
 
     def __init__(
@@ -419,7 +409,8 @@ class StreamKeeper:
                 return f"{name}: PortAudio stopped the stream (device error or unplugged)"
             if last is None and now - self._opened_at > self._start_timeout_s:
                 return f"{name}: no audio within {self._start_timeout_s:.0f} s of opening"
-            if last is not None and now - last > self._stall_s:
+            settled = now - self._opened_at > self._start_timeout_s  # pulse streams pause after priming
+            if last is not None and settled and now - last > self._stall_s:
                 return f"{name}: no audio for {now - last:.1f} s (device stalled or unplugged)"
             await self._wait(0.1)
         return None

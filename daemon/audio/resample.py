@@ -99,9 +99,7 @@ def open_wav(path: str | Path) -> wave.Wave_read:
     except PermissionError:
         raise AudioFileError(f"{p}: permission denied (make it readable by the hark user)") from None
     except (wave.Error, EOFError) as e:
-        raise AudioFileError(
-            f"{p}: not a readable PCM WAV file ({e}); expected 8/16/24/32-bit integer PCM"
-        ) from e
+        raise AudioFileError(f"{p}: not a readable PCM WAV file ({e}); expected 8/16/24/32-bit integer PCM") from e
     except OSError as e:
         raise AudioFileError(f"{p}: cannot read ({e})") from e
 
@@ -111,9 +109,7 @@ def iter_wav_mono16(path: str | Path, out_rate_hz: int = INPUT_RATE_HZ) -> Itera
     with open_wav(path) as wf:
         channels, width, rate = wf.getnchannels(), wf.getsampwidth(), wf.getframerate()
         if rate <= 0 or width not in (1, 2, 3, 4):
-            raise AudioFileError(
-                f"{path}: unsupported WAV ({rate} Hz, {width * 8}-bit); expected integer PCM"
-            )
+            raise AudioFileError(f"{path}: unsupported WAV ({rate} Hz, {width * 8}-bit); expected integer PCM")
         resampler = StreamResampler(rate, out_rate_hz)
         while True:
             try:

@@ -15,7 +15,7 @@ import threading
 import time
 import wave
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyaudio
@@ -32,6 +32,8 @@ WAV_RATE_HZ = 24_000
 """A wav: output is always written at the Realtime API's rate."""
 BLOCK_MS = 20
 """Device block: the granularity of stop() and of the played counter."""
+STEADY_S = 0.2
+"""A new output stream counts as up once its callback has run this long (priming bursts don't count)."""
 DEVICE_RATES = (24_000, 48_000)
 """Preferred output rates: 24 kHz needs no resampling for Realtime audio; 48 kHz is what most DACs run at."""
 
@@ -243,14 +245,17 @@ class WavSink(AudioSink):
         self.path = path
         self.realtime_pace = realtime_pace
         self._wav: wave.Wave_write | None = None
+        self._fh: BinaryIO | None = None
         self._clock: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await super().start()
         try:
-            wf = wave.open(str(self.path), "wb")  # noqa: SIM115 - kept open for the sink's lifetime
+            fh = self.path.open("wb")  # noqa: SIM115 - kept open for the sink's lifetime
         except OSError as e:
             raise OSError(f"audio.output = 'wav:{self.path}': cannot write the file ({e})") from e
+        self._fh = fh
+        wf = wave.open(fh, "wb")  # noqa: SIM115
         wf.setnchannels(1)
         wf.setsampwidth(SAMPLE_WIDTH)
         wf.setframerate(WAV_RATE_HZ)
@@ -286,8 +291,11 @@ class WavSink(AudioSink):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._clock
         if self._wav is not None:
-            self._wav.close()
+            self._wav.close()  # writes the final header; the file object is ours to close
             self._wav = None
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
 
 class PyAudioSink(AudioSink):
@@ -309,7 +317,7 @@ class PyAudioSink(AudioSink):
         self.spec = spec
         self._rates = rates
         self._buffer_ms = buffer_ms
-        self._device_ok = False
+        self._device_ok = True  # False only after a loss: until the first open, writes are kept
         self._warned_down = False
         self._keeper = devices.StreamKeeper(
             "output",
@@ -323,7 +331,8 @@ class PyAudioSink(AudioSink):
         self._up = asyncio.Event()
 
     async def start(self, timeout_s: float = 5.0) -> None:
-        """Open the device; if it is not there yet, playback starts whenever it appears (logged)."""
+        """Open the device and wait (bounded) until it consumes audio steadily; if it is not there yet,
+        playback starts whenever it appears (logged)."""
         await super().start()
         self._task = asyncio.create_task(self._keeper.run(), name="hark-playback")
         with contextlib.suppress(asyncio.TimeoutError):
@@ -377,11 +386,14 @@ class PyAudioSink(AudioSink):
         assert loop is not None
         keeper = self._keeper
         adopted = False
+        first = 0.0
 
         def callback(_in: bytes | None, frame_count: int, _time: Any, _status: int) -> tuple[bytes, int]:
-            nonlocal adopted
+            nonlocal adopted, first
             keeper.heartbeat()
-            if not adopted:
+            now = time.monotonic()
+            first = first or now
+            if not adopted and now - first >= STEADY_S:  # past the priming burst and the pause after it
                 adopted = True
                 loop.call_soon_threadsafe(self._adopt, rate_hz)
             pcm = self._take(frame_count)[0] if self.rate_hz == rate_hz else b""
