@@ -414,10 +414,10 @@ run_check() {
   [[ $USER_MODE == 1 ]] && as=$DESKTOP_USER
   # The service's view: its user, its environment file, its models directory.
   if (set -a && . /etc/hark/env && HARK_MODELS_DIR=/opt/hark/models &&
-    exec runuser -u "$as" -- /opt/hark/venv/bin/hark check --config /etc/hark/config.toml); then
+    exec runuser -u "$as" -- /opt/hark/venv/bin/hark --config /etc/hark/config.toml check); then
     ok "hark check passed"
   else
-    echo "    WARNING: hark check reported problems (above). Fix them, then: sudo -u $as hark check" >&2
+    echo "    WARNING: hark check reported problems (above). Fix them, then: sudo -u $as HARK_MODELS_DIR=/opt/hark/models hark check" >&2
   fi
 }
 

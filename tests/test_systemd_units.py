@@ -29,7 +29,7 @@ def analyzable_copy(unit: Path, tmp_path: Path) -> Path:
     stub.write_text("#!/bin/sh\nexit 0\n")
     stub.chmod(0o755)
     text = unit.read_text()
-    assert f"ExecStart={EXEC} run --config /etc/hark/config.toml" in text
+    assert f"ExecStart={EXEC} --config /etc/hark/config.toml run" in text
     copy = tmp_path / "hark.service"
     copy.write_text(text.replace(EXEC, str(stub)))
     return copy
