@@ -94,19 +94,25 @@ def terminate(pa: pyaudio.PyAudio | None) -> None:
             log.debug("PortAudio terminate failed: %s", e)
 
 
+def _supports(pa: pyaudio.PyAudio, index: int, kind: Kind, rate: int, channels: int) -> bool:
+    """PortAudio's own answer (it raises ValueError for "no")."""
+    fmt = pyaudio.paInt16
+    try:
+        if kind == "input":
+            return bool(pa.is_format_supported(rate, input_device=index, input_channels=channels, input_format=fmt))
+        return bool(pa.is_format_supported(rate, output_device=index, output_channels=channels, output_format=fmt))
+    except ValueError:
+        return False
+
+
+def _scan(pa: pyaudio.PyAudio) -> list[DeviceInfo]:
+    return [_info(pa, pa.get_device_info_by_index(i)) for i in range(pa.get_device_count())]
+
+
 def _info(pa: pyaudio.PyAudio, raw: dict[str, Any]) -> DeviceInfo:
     index = int(raw["index"])
     max_in = int(raw["maxInputChannels"])
-    supports = False
-    if max_in > 0:
-        try:
-            supports = bool(
-                pa.is_format_supported(
-                    INPUT_RATE_HZ, input_device=index, input_channels=1, input_format=pyaudio.paInt16
-                )
-            )
-        except ValueError:
-            supports = False
+    supports = max_in > 0 and _supports(pa, index, "input", INPUT_RATE_HZ, 1)
     try:
         api = str(pa.get_host_api_info_by_index(int(raw["hostApi"]))["name"])
     except (OSError, ValueError, KeyError):
@@ -128,7 +134,7 @@ def list_devices(pa: pyaudio.PyAudio | None = None) -> list[DeviceInfo]:
     pa = new_pyaudio() if pa is None else pa
     try:
         with PA_LOCK, quiet_stderr():
-            return [_info(pa, pa.get_device_info_by_index(i)) for i in range(pa.get_device_count())]
+            return _scan(pa)
     finally:
         if own:
             terminate(pa)
@@ -208,9 +214,6 @@ def format_devices(devices: list[DeviceInfo] | None = None) -> str:
 
 # --- keeping one stream open ------------------------------------------------------------------------------
 
-StreamCallback = Any
-"""PyAudio's callback signature: (in_data, frame_count, time_info, status) -> (bytes | None, flag)."""
-
 
 @dataclass(frozen=True)
 class OpenStream:
@@ -227,30 +230,13 @@ def _choose_format(pa: pyaudio.PyAudio, dev: DeviceInfo, kind: Kind, rates: tupl
     """The first (rate, channels) the device takes: preferred rates mono, its native rate, then stereo."""
     max_ch = max(1, min(2, dev.channels(kind)))
     candidates = [(r, 1) for r in (*rates, dev.default_rate_hz)] + [(dev.default_rate_hz, max_ch)]
-    for rate, ch in candidates:
-        try:
-            if kind == "input":
-                ok = pa.is_format_supported(
-                    rate, input_device=dev.index, input_channels=ch, input_format=pyaudio.paInt16
-                )
-            else:
-                ok = pa.is_format_supported(
-                    rate, output_device=dev.index, output_channels=ch, output_format=pyaudio.paInt16
-                )
-        except ValueError:
-            ok = False
-        if ok:
-            return rate, ch
-    return dev.default_rate_hz, max_ch  # let open() report the real error
+    return next(
+        ((rate, ch) for rate, ch in candidates if _supports(pa, dev.index, kind, rate, ch)),
+        (dev.default_rate_hz, max_ch),  # none claimed: let open() report the real error
+    )
 
 
-def open_stream(
-    spec: str,
-    kind: Kind,
-    rates: tuple[int, ...],
-    block_ms: int,
-    make_callback: Any,
-) -> OpenStream:
+def open_stream(spec: str, kind: Kind, rates: tuple[int, ...], block_ms: int, make_callback: Any) -> OpenStream:
     """Blocking (run it in a thread): fresh PyAudio, resolve `spec`, open a callback stream and start it.
 
     `make_callback(rate_hz, channels)` builds the callback once the real format is known.
@@ -258,12 +244,7 @@ def open_stream(
     pa = new_pyaudio()
     try:
         with PA_LOCK, quiet_stderr():
-            dev = _pick(
-                spec.strip(),
-                kind,
-                [_info(pa, pa.get_device_info_by_index(i)) for i in range(pa.get_device_count())],
-                _default_index(pa, kind),
-            )
+            dev = _pick(spec.strip(), kind, _scan(pa), _default_index(pa, kind))
             rate, channels = _choose_format(pa, dev, kind, rates)
             stream = pa.open(
                 format=pyaudio.paInt16,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -315,13 +316,12 @@ class PyAudioSink(AudioSink):
         # The real rate is known once the device is open; until then assume the first preference.
         super().__init__(trace, rates[0], volume, buffer_ms)
         self.spec = spec
-        self._rates = rates
         self._buffer_ms = buffer_ms
         self._device_ok = True  # False only after a loss: until the first open, writes are kept
         self._warned_down = False
         self._keeper = devices.StreamKeeper(
             "output",
-            self._open,
+            functools.partial(devices.open_stream, spec, "output", rates, BLOCK_MS, self._make_callback),
             on_lost=self._lost,
             on_restored=self._restored,
             reopen_min_s=reopen_min_s,
@@ -365,19 +365,13 @@ class PyAudioSink(AudioSink):
     def _restored(self, detail: str) -> None:
         self._trace.emit("device_restored", kind="output", device=self.spec, detail=detail)
 
-    def _open(self) -> devices.OpenStream:
-        """Worker thread: open the stream; the sink adopts the rate the device really runs at."""
-        handle = devices.open_stream(self.spec, "output", self._rates, BLOCK_MS, self._make_callback)
-        return handle
-
     def _adopt(self, rate_hz: int) -> None:
         """On the loop, once callbacks flow: switch to the device rate (only between streams)."""
         if rate_hz != self.rate_hz:
             self.stop()
             self.rate_hz = rate_hz
             self._buffer_bytes = rate_hz * self._buffer_ms // 1000 * SAMPLE_WIDTH
-        if not self._device_ok:
-            log.info("audio output open: %r at %d Hz", self.spec, rate_hz)
+        log.info("audio output %r playing at %d Hz", self.spec, rate_hz)
         self._device_ok, self._warned_down = True, False
         self._up.set()
 
