@@ -58,7 +58,8 @@ class Endpointer:
         # A voiced run always carries the short hangover, so a click must not count it as speech.
         self._start_samples = _samples(settings.speech_start_ms) + self._hangover[0] * VAD_FRAME_SAMPLES
         self._end_samples = _samples(settings.end_silence_ms)
-        self._timeout_samples = _samples(settings.start_timeout_s * 1000)
+        self._default_timeout = _samples(settings.start_timeout_s * 1000)
+        self._timeout_samples = self._default_timeout
         self._max_samples = _samples(settings.max_utterance_s * 1000)
         self._state = VadState.IDLE
         self._buf = b""
@@ -76,14 +77,17 @@ class Endpointer:
     def armed(self) -> bool:
         return self._state is not VadState.IDLE
 
-    def start(self, sample: int) -> None:
-        """Arm at input sample `sample` (audio before it is ignored); re-arming restarts from scratch."""
+    def start(self, sample: int, start_timeout_s: float | None = None) -> None:
+        """Arm at input sample `sample` (audio before it is ignored); re-arming restarts from scratch.
+
+        `start_timeout_s` replaces endpoint.start_timeout_s for this utterance (the follow-up window)."""
         if sample < 0:
             raise ValueError(f"start sample must be >= 0, got {sample}")
         self._state = VadState.QUIET
         self._buf = b""
         self._next = self._armed_at = sample
         self._fed = False
+        self._timeout_samples = self._default_timeout if start_timeout_s is None else _samples(start_timeout_s * 1000)
 
     def stop(self) -> None:
         """Disarm without an event (barge-in, mute, shutdown)."""
