@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -50,37 +50,41 @@ class DeviceInfo:
         return self.max_input_channels if kind == "input" else self.max_output_channels
 
 
-@contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """Send fd 2 to /dev/null for the duration: PortAudio's ALSA/JACK probing prints dozens of harmless lines.
+_ALSA_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p)
+_JACK_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+_silencers: list[Any] = []  # the C callbacks must outlive the libraries' use of them
 
-    Only used around probing (a fraction of a second); Python-level stderr is flushed first so nothing of
-    ours is lost. Set HARK_PORTAUDIO_NOISE=1 to see the noise when debugging a device.
+
+def silence_native_noise() -> None:
+    """Mute the dozens of harmless lines ALSA and JACK print while PortAudio probes devices.
+
+    Done with the libraries' own error-handler hooks rather than by redirecting fd 2, which would also
+    swallow our log lines from other threads. Once per process; HARK_PORTAUDIO_NOISE=1 keeps the noise
+    (useful when a device will not open).
     """
-    if os.environ.get("HARK_PORTAUDIO_NOISE") == "1":
-        yield
+    if _silencers or os.environ.get("HARK_PORTAUDIO_NOISE") == "1":
         return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): nothing to silence
-        yield
-        return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
+    _silencers.append(None)
+    hooks = (
+        ("asound", "snd_lib_error_set_handler", _ALSA_HANDLER),
+        ("jack", "jack_set_error_function", _JACK_HANDLER),
+        ("jack", "jack_set_info_function", _JACK_HANDLER),
+    )
+    for lib_name, func, proto in hooks:
         try:
-            os.dup2(devnull, 2)
-        finally:
-            os.close(devnull)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+            setter = getattr(ctypes.CDLL(ctypes.util.find_library(lib_name) or f"lib{lib_name}.so"), func)
+        except (OSError, AttributeError) as e:  # library absent: nothing of it to silence
+            log.debug("cannot silence %s (%s): %s", lib_name, func, e)
+            continue
+        callback = proto(lambda *_args: None)
+        _silencers.append(callback)
+        setter(callback)
 
 
 def new_pyaudio() -> pyaudio.PyAudio:
     """A fresh PyAudio (re-scans devices when it is the only one alive), without the probing noise."""
-    with PA_LOCK, quiet_stderr():
+    silence_native_noise()
+    with PA_LOCK:
         return pyaudio.PyAudio()
 
 
@@ -133,7 +137,7 @@ def list_devices(pa: pyaudio.PyAudio | None = None) -> list[DeviceInfo]:
     own = pa is None
     pa = new_pyaudio() if pa is None else pa
     try:
-        with PA_LOCK, quiet_stderr():
+        with PA_LOCK:
             return _scan(pa)
     finally:
         if own:
@@ -195,19 +199,17 @@ def _pick(spec: str, kind: Kind, devices: list[DeviceInfo], default: int | None)
 def format_devices(devices: list[DeviceInfo] | None = None) -> str:
     """The `hark devices` listing: inputs then outputs, with index, name, rate and 16 kHz support."""
     devices = list_devices() if devices is None else devices
-    lines = ["Input devices (audio.input):"]
-    ins = [d for d in devices if d.max_input_channels > 0]
-    outs = [d for d in devices if d.max_output_channels > 0]
-    for d in ins:
-        native = "16 kHz native" if d.supports_16k_input else f"resampled from {d.default_rate_hz} Hz"
-        lines.append(f"  {d.index:>3}  {d.name}  ({d.max_input_channels} ch, default {d.default_rate_hz} Hz, {native})")
-    if not ins:
-        lines.append("  (none)")
-    lines.append("Output devices (audio.output):")
-    for d in outs:
-        lines.append(f"  {d.index:>3}  {d.name}  ({d.max_output_channels} ch, default {d.default_rate_hz} Hz)")
-    if not outs:
-        lines.append("  (none)")
+    lines = []
+    kinds: tuple[Kind, ...] = ("input", "output")
+    for kind in kinds:
+        lines.append(f"{kind.capitalize()} devices (audio.{kind}):")
+        usable = [d for d in devices if d.channels(kind) > 0]
+        for d in usable:
+            native = "16 kHz native" if d.supports_16k_input else f"resampled from {d.default_rate_hz} Hz"
+            extra = f", {native}" if kind == "input" else ""
+            lines.append(f"  {d.index:>3}  {d.name}  ({d.channels(kind)} ch, default {d.default_rate_hz} Hz{extra})")
+        if not usable:
+            lines.append("  (none)")
     lines.append('Use "default", an index or part of a name, e.g. audio.input = "USB".')
     return "\n".join(lines)
 
@@ -243,7 +245,7 @@ def open_stream(spec: str, kind: Kind, rates: tuple[int, ...], block_ms: int, ma
     """
     pa = new_pyaudio()
     try:
-        with PA_LOCK, quiet_stderr():
+        with PA_LOCK:
             dev = _pick(spec.strip(), kind, _scan(pa), _default_index(pa, kind))
             rate, channels = _choose_format(pa, dev, kind, rates)
             stream = pa.open(
@@ -357,7 +359,8 @@ class StreamKeeper:
         if not self.lost:
             self.lost = True
             log.warning(
-                "audio %s lost: %s; retrying in %.1f s, then with backoff up to %.0f s",
+                "audio %s lost: %s; retrying in %.1f s, then with backoff up to %.0f s "
+                "(HARK_PORTAUDIO_NOISE=1 shows PortAudio's own messages)",
                 self.kind,
                 detail,
                 delay,
