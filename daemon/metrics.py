@@ -39,16 +39,10 @@ class Metrics:
         r = self.registry
         self.turns = Counter("hark_turns", "User requests heard to their end (speech ended)", registry=r)
         self.wakes = Counter("hark_wake_detections", "Wake-word detections", ["model"], registry=r)
-        self.fallbacks = Counter(
-            "hark_fallbacks", "Answers spoken by the local voice", ["reason"], registry=r
-        )
-        self.errors = Counter(
-            "hark_errors", "Errors by code (Realtime error codes and others)", ["code"], registry=r
-        )
+        self.fallbacks = Counter("hark_fallbacks", "Answers spoken by the local voice", ["reason"], registry=r)
+        self.errors = Counter("hark_errors", "Errors by code (Realtime error codes and others)", ["code"], registry=r)
         self.tokens = Counter("hark_tokens", "Realtime tokens by kind", ["kind"], registry=r)
-        self.cost = Counter(
-            "hark_cost_usd", "Estimated cloud spend in USD (list prices from [cost])", registry=r
-        )
+        self.cost = Counter("hark_cost_usd", "Estimated cloud spend in USD (list prices from [cost])", registry=r)
         self.answer_latency = Histogram(
             "hark_answer_latency_seconds",
             "End of user speech to the first answer sample at the speaker",

@@ -161,9 +161,7 @@ def test_uninstall_without_install_says_so(checkout: Path, root: Path) -> None:
 
 def test_user_mode_installs_user_unit_with_env_owned_by_the_desktop_user(checkout: Path, root: Path) -> None:
     install(checkout, root, "--user", SUDO_USER="nobody")
-    assert (root / "etc/systemd/user/hark.service").read_bytes() == (
-        REPO / "systemd/hark-user.service"
-    ).read_bytes()
+    assert (root / "etc/systemd/user/hark.service").read_bytes() == (REPO / "systemd/hark-user.service").read_bytes()
     assert not (root / "etc/systemd/system/hark.service").exists()
     assert not (root / "var/lib/hark").exists()
     assert (root / "etc/hark/env").stat().st_uid == int(

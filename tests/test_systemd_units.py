@@ -18,9 +18,7 @@ SYSTEM_UNIT = REPO / "systemd" / "hark.service"
 USER_UNIT = REPO / "systemd" / "hark-user.service"
 EXEC = "/opt/hark/venv/bin/hark"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed"
-)
+pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 
 
 def analyzable_copy(unit: Path, tmp_path: Path) -> Path:
@@ -61,9 +59,7 @@ def test_system_unit_verifies_clean(tmp_path: Path) -> None:
 
 
 def test_system_unit_exposure_at_most_2(tmp_path: Path) -> None:
-    result = analyze(
-        "security", "--offline=yes", str(analyzable_copy(SYSTEM_UNIT, tmp_path)), tmp_path=tmp_path
-    )
+    result = analyze("security", "--offline=yes", str(analyzable_copy(SYSTEM_UNIT, tmp_path)), tmp_path=tmp_path)
     assert exposure(result.stdout) <= 2.0, result.stdout
 
 
