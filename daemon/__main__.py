@@ -17,43 +17,52 @@ from daemon.config import ConfigError, Secrets, Settings
 log = logging.getLogger("daemon")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hark", description="Smart-speaker daemon: wake word → OpenAI Realtime.")
-    p.add_argument("--version", action="version", version=f"hark {__version__}")
-    p.add_argument(
+def _common() -> argparse.ArgumentParser:
+    """--config and --set, accepted before or after the command (`hark --config F run` = `hark run --config F`)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
         "--config",
         metavar="FILE",
+        default=argparse.SUPPRESS,
         help="config file (default: $HARK_CONFIG, /etc/hark/config.toml, else the checkout's config.toml)",
     )
-    p.add_argument(
+    common.add_argument(
         "--set",
         dest="overrides",
         action="append",
-        default=[],
+        default=argparse.SUPPRESS,
         metavar="SECTION.KEY=VALUE",
         help="override one setting (repeatable), e.g. --set wake.threshold=0.6",
     )
+    return common
+
+
+def parser() -> argparse.ArgumentParser:
+    common = _common()
+    p = argparse.ArgumentParser(
+        prog="hark", description="Smart-speaker daemon: wake word → OpenAI Realtime.", parents=[common]
+    )
+    p.add_argument("--version", action="version", version=f"hark {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    run = sub.add_parser("run", help="run the daemon")
+    run = sub.add_parser("run", help="run the daemon", parents=[common])
     run.add_argument("--trace", metavar="FILE", help="write a JSON-lines trace of every event")
-    sub.add_parser("check", help="check config, models, audio devices, API key and broker")
-    sub.add_parser("devices", help="list audio input and output devices")
-    demo = sub.add_parser("demo", help="run the whole pipeline on a generated sample utterance")
+    sub.add_parser("check", help="check config, models, audio devices, API key and broker", parents=[common])
+    sub.add_parser("devices", help="list audio input and output devices", parents=[common])
+    demo = sub.add_parser("demo", help="run the whole pipeline on a generated sample utterance", parents=[common])
     demo.add_argument(
         "--output",
         metavar="DEV",
-        help="speaker for the answer (default: the configured one if "
-        'it exists, else "wav:hark-demo-answer.wav")',
+        help='speaker for the answer (default: the configured one if it exists, else "wav:hark-demo-answer.wav")',
     )
     demo.add_argument("--text", default="What time is it?", help="the request spoken after the wake word")
     demo.add_argument("--trace", metavar="FILE", help="also write the JSON-lines trace here")
-    say = sub.add_parser("say", help="speak text with the local voice through the configured speaker")
+    say = sub.add_parser("say", help="speak text with the local voice through the configured speaker", parents=[common])
     say.add_argument("text", help="what to say")
     return p
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
-    return config.load(args.config, args.overrides)
+    return config.load(getattr(args, "config", None), getattr(args, "overrides", []))
 
 
 def main(argv: list[str] | None = None) -> int:
