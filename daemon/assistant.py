@@ -73,9 +73,7 @@ class Parts:
 def deadlines_for(settings: Settings) -> Deadlines:
     ep, rt = settings.endpoint, settings.realtime
     return Deadlines(
-        listening_s=max(ep.start_timeout_s, settings.conversation.followup_seconds)
-        + ep.max_utterance_s
-        + 2.0,
+        listening_s=max(ep.start_timeout_s, settings.conversation.followup_seconds) + ep.max_utterance_s + 2.0,
         processing_s=rt.connect_timeout + rt.response_timeout + 10.0,
         responding_s=300.0,
     )
@@ -145,9 +143,7 @@ class Assistant:
         sample = self._last_sample
         pace = self.settings.audio.realtime_pace and self.settings.audio.input.startswith("wav:")
         limit = deadlines_for(self.settings)
-        bound = (
-            asyncio.get_running_loop().time() + limit.listening_s + limit.processing_s + limit.responding_s
-        )
+        bound = asyncio.get_running_loop().time() + limit.listening_s + limit.processing_s + limit.responding_s
         while self.sm.state in ACTIVE and asyncio.get_running_loop().time() < bound:
             if self.sm.state is State.LISTENING:
                 await self.on_frame(AudioFrame(SILENCE, sample))
@@ -172,9 +168,7 @@ class Assistant:
             await self._interrupt("barge-in")
         self._begin_listening(f"wake word {det.model}", det.sample + FRAME_SAMPLES, preroll=True)
 
-    def _begin_listening(
-        self, reason: str, sample: int, preroll: bool, timeout_s: float | None = None
-    ) -> bool:
+    def _begin_listening(self, reason: str, sample: int, preroll: bool, timeout_s: float | None = None) -> bool:
         if self.sm.handle(Trigger.WAKE, reason) is None:
             return False
         self._play_chime("wake")
@@ -244,9 +238,7 @@ class Assistant:
     def _begin_followup(self) -> None:
         if self.sm.handle(Trigger.FOLLOWUP, "follow-up window") is None:
             return
-        self.parts.endpointer.start(
-            self._last_sample, start_timeout_s=self.settings.conversation.followup_seconds
-        )
+        self.parts.endpointer.start(self._last_sample, start_timeout_s=self.settings.conversation.followup_seconds)
         self.parts.responder.prepare()
 
     async def _interrupt(self, reason: str) -> int:

@@ -40,9 +40,7 @@ def _audio(settings: Settings) -> list[tuple[str, str]]:
 
 
 async def run_checks(settings: Settings, secrets: Secrets) -> int:
-    results: list[tuple[str, str]] = [
-        (OK, f"config valid; Python {platform.python_version()} on {platform.machine()}")
-    ]
+    results: list[tuple[str, str]] = [(OK, f"config valid; Python {platform.python_version()} on {platform.machine()}")]
     if sys.version_info < (3, 10):
         results.append((FAIL, "Python 3.10 or newer is required"))
     missing = missing_models(settings)

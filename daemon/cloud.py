@@ -51,14 +51,10 @@ class CloudResponder:
         self.trace = trace
         self.voice = voice
         self.tools = tools or ToolRegistry(settings.tools)
-        self.client = RealtimeClient(
-            settings.realtime, settings.cost, secrets.openai_api_key, self.tools, trace
-        )
+        self.client = RealtimeClient(settings.realtime, settings.cost, secrets.openai_api_key, self.tools, trace)
         fb = settings.fallback
         self.breaker = CircuitBreaker(fb.breaker_failures, fb.probe_min_s, fb.probe_max_s)
-        self.prober = CloudProber(
-            self.breaker, self.client.open, probe_timeout_s=settings.realtime.connect_timeout
-        )
+        self.prober = CloudProber(self.breaker, self.client.open, probe_timeout_s=settings.realtime.connect_timeout)
         self._opening: asyncio.Task[FailureReason | None] | None = None
 
     # --- capture side -------------------------------------------------------------------------------------

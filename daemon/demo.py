@@ -28,9 +28,7 @@ log = logging.getLogger(__name__)
 def _espeak(text: str, path: Path) -> bytes | None:
     if shutil.which("espeak-ng") is None:
         return None
-    subprocess.run(
-        ["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True, capture_output=True
-    )
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True, capture_output=True)
     pcm, _ = read_wav_mono16(path)
     return pcm
 

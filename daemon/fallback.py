@@ -92,8 +92,7 @@ class CircuitBreaker:
             raise ValueError(f"breaker failures={failures}: expected at least 1")
         if not 0 < probe_min_s <= probe_max_s:
             raise ValueError(
-                f"probe_min_s={probe_min_s}, probe_max_s={probe_max_s}: "
-                "expected 0 < probe_min_s <= probe_max_s"
+                f"probe_min_s={probe_min_s}, probe_max_s={probe_max_s}: expected 0 < probe_min_s <= probe_max_s"
             )
         self.failures = failures
         self.probe_min_s = probe_min_s
@@ -278,6 +277,4 @@ class DailyCost:
             tmp.write_text(json.dumps({"date": self._date.isoformat(), "usd": self._usd}), encoding="utf-8")
             os.replace(tmp, self.path)
         except OSError as e:
-            log.warning(
-                "cannot save today's cloud spend to %s (%s): the daily cap resets on restart", self.path, e
-            )
+            log.warning("cannot save today's cloud spend to %s (%s): the daily cap resets on restart", self.path, e)

@@ -39,9 +39,7 @@ def forward(bridge: MqttBridge, record: dict[str, Any]) -> None:
     elif ev == "fallback":
         bridge.publish_event("fallback", {"reason": record["reason"]})
     elif ev in ("realtime_error", "error"):
-        bridge.publish_event(
-            "error", {"code": record.get("code", "error"), "message": record.get("message", "")}
-        )
+        bridge.publish_event("error", {"code": record.get("code", "error"), "message": record.get("message", "")})
     elif ev == "mute":
         bridge.publish_mute(record["on"])
     elif ev == "volume":
@@ -76,7 +74,5 @@ async def attach(daemon: Daemon, secrets: Secrets, wake_names: list[str]) -> Mqt
             daemon.tools.register(tool.name, _tool_action(bridge, tool))
     bridge.start()
     daemon.closers.insert(0, bridge.stop)  # closed last: `offline` is the final word
-    log.info(
-        "MQTT: %s:%d as %s under %s", settings.mqtt.host, settings.mqtt.port, bridge.client_id, bridge.base
-    )
+    log.info("MQTT: %s:%d as %s under %s", settings.mqtt.host, settings.mqtt.port, bridge.client_id, bridge.base)
     return bridge

@@ -35,9 +35,7 @@ class ChoiceStore:
         except FileNotFoundError:
             return defaults
         except (OSError, ValueError) as e:
-            log.warning(
-                "ignoring %s (%s): starting from the configured mute/volume/wake values", self.path, e
-            )
+            log.warning("ignoring %s (%s): starting from the configured mute/volume/wake values", self.path, e)
             return defaults
         if not isinstance(raw, dict):
             log.warning("ignoring %s: expected a JSON object", self.path)

@@ -86,9 +86,7 @@ class RealtimeClient(Receiver):
                 FailureReason.NO_API_KEY,
                 "OPENAI_API_KEY is not set; put it in /etc/hark/env (or the environment) and restart",
             )
-        self._trace.emit(
-            "realtime_connecting", model=self._settings.model, url=self._settings.url or "openai"
-        )
+        self._trace.emit("realtime_connecting", model=self._settings.model, url=self._settings.url or "openai")
         t0 = time.monotonic()
         deadline = t0 + self._settings.connect_timeout
         try:
@@ -124,9 +122,7 @@ class RealtimeClient(Receiver):
         where = url or "the OpenAI API"
         timeout = self._settings.connect_timeout
         try:
-            return await asyncio.wait_for(
-                client.realtime.connect(model=self._settings.model).enter(), timeout
-            )
+            return await asyncio.wait_for(client.realtime.connect(model=self._settings.model).enter(), timeout)
         except asyncio.TimeoutError:
             raise self._connect_failed(
                 FailureReason.UNREACHABLE,
@@ -142,9 +138,7 @@ class RealtimeClient(Receiver):
                     code=f"http_{status}",
                 ) from e
             reason = FailureReason.UNREACHABLE if status >= 500 or status == 429 else FailureReason.ERROR
-            raise self._connect_failed(
-                reason, f"{where} answered HTTP {status}: {body}", f"http_{status}"
-            ) from e
+            raise self._connect_failed(reason, f"{where} answered HTTP {status}: {body}", f"http_{status}") from e
         except (OSError, WebSocketException) as e:
             raise self._connect_failed(
                 FailureReason.UNREACHABLE,
@@ -163,9 +157,7 @@ class RealtimeClient(Receiver):
                 return
             if kind == "error":
                 code, message = str(event.error.code or event.error.type), str(event.error.message)
-                raise self._connect_failed(
-                    FailureReason.ERROR, f"session.update refused: {code}: {message}", code=code
-                )
+                raise self._connect_failed(FailureReason.ERROR, f"session.update refused: {code}: {message}", code=code)
 
     def _attach(self, conn: AsyncRealtimeConnection) -> None:
         self._conn = conn
@@ -244,9 +236,7 @@ class RealtimeClient(Receiver):
         self._start_turn()
         if nbytes < MIN_COMMIT_MS * BYTES_PER_MS:
             ms = nbytes / BYTES_PER_MS
-            log.warning(
-                "utterance of %.0f ms is too short to send (the API needs >= %d ms)", ms, MIN_COMMIT_MS
-            )
+            log.warning("utterance of %.0f ms is too short to send (the API needs >= %d ms)", ms, MIN_COMMIT_MS)
             self._outbox.put_nowait(lambda c: c.input_audio_buffer.clear())
             self._finish(Failure(FailureReason.ERROR, "input_audio_buffer_commit_empty", f"only {ms:.0f} ms"))
             return

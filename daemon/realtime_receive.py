@@ -43,9 +43,7 @@ Send = Callable[[AsyncRealtimeConnection], Awaitable[Any]]
 class Receiver:
     """Turn state and server-event translation; see RealtimeClient for the public interface."""
 
-    def __init__(
-        self, settings: RealtimeSettings, cost: CostSettings, tools: ToolRegistry, trace: Trace
-    ) -> None:
+    def __init__(self, settings: RealtimeSettings, cost: CostSettings, tools: ToolRegistry, trace: Trace) -> None:
         self._settings = settings
         self._cost = cost
         self._tools = tools
@@ -168,9 +166,7 @@ class Receiver:
                     log.warning("ignored a malformed %r event: %s", getattr(event, "type", "?"), e)
         except ConnectionClosed as e:
             reason = (
-                "expired"
-                if self._expired
-                else ("server_closed" if isinstance(e, ConnectionClosedOK) else "dropped")
+                "expired" if self._expired else ("server_closed" if isinstance(e, ConnectionClosedOK) else "dropped")
             )
             log.log(
                 logging.INFO if self._expired else logging.WARNING,
@@ -317,9 +313,7 @@ class Receiver:
         for name, call_id, task in calls:
             output = await task
             self._events.put_nowait(ToolCall(name, call_id, output))
-            self._outbox.put_nowait(
-                _send_item({"type": "function_call_output", "call_id": call_id, "output": output})
-            )
+            self._outbox.put_nowait(_send_item({"type": "function_call_output", "call_id": call_id, "output": output}))
         await self._create_response()
 
     def _on_error(self, event: Any) -> None:

@@ -235,9 +235,7 @@ class MqttProbe:
         with self._lock:
             return [m for m in self.messages if m.topic == topic]
 
-    async def wait_for(
-        self, topic: str, pred: Callable[[Msg], bool] = lambda m: True, timeout_s: float = 10.0
-    ) -> Msg:
+    async def wait_for(self, topic: str, pred: Callable[[Msg], bool] = lambda m: True, timeout_s: float = 10.0) -> Msg:
         async def poll() -> Msg:
             while True:
                 found = [m for m in self.on(topic) if pred(m)]

@@ -76,9 +76,7 @@ async def run_once(settings: Settings, api_key: str = "", timeout_s: float = 120
     return run
 
 
-async def wait_for_event(
-    run: Run, name: str, timeout_s: float = 30.0, count: int = 1, **match: Any
-) -> dict[str, Any]:
+async def wait_for_event(run: Run, name: str, timeout_s: float = 30.0, count: int = 1, **match: Any) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:

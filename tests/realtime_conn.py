@@ -124,9 +124,7 @@ class Session:
         try:
             event = json.loads(raw)
         except ValueError:
-            await self.error(
-                proto.ProtocolError("invalid_json", "The server could not parse the event."), None
-            )
+            await self.error(proto.ProtocolError("invalid_json", "The server could not parse the event."), None)
             return
         etype = event.get("type") if isinstance(event, dict) else None
         self.server.record.event_types.append(str(etype))
@@ -148,9 +146,7 @@ class Session:
             "conversation.item.truncate": self.on_truncate,
         }.get(event["type"])
         if handler is None:
-            raise proto.ProtocolError(
-                "unsupported_event", f"{event['type']} is not supported by the test server."
-            )
+            raise proto.ProtocolError("unsupported_event", f"{event['type']} is not supported by the test server.")
         await handler(event)
 
     async def on_session_update(self, event: dict[str, Any]) -> None:
@@ -203,9 +199,7 @@ class Session:
         # ~10 tokens per second of user audio
         self.context["audio"] += len(self.buffer) // BYTES_PER_MS // 100
         self.buffer.clear()
-        await self.send(
-            {"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": None}
-        )
+        await self.send({"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": None})
         if self.config["audio"]["input"].get("transcription"):
             await self.send(
                 {
@@ -241,9 +235,7 @@ class Session:
 
     async def on_response_cancel(self, event: dict[str, Any]) -> None:
         if self.stream is None:
-            raise proto.ProtocolError(
-                "response_cancel_not_active", "Cancellation failed: no active response found."
-            )
+            raise proto.ProtocolError("response_cancel_not_active", "Cancellation failed: no active response found.")
         self.stream.cancel("client_cancelled")
 
     async def on_item_create(self, event: dict[str, Any]) -> None:

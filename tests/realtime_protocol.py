@@ -144,9 +144,7 @@ def check_session(session: Any) -> None:
             check_format(fmt, f"session.audio.{side}.format")
     td = (audio.get("input") or {}).get("turn_detection")
     if td is not None and td.get("type") not in ("server_vad", "semantic_vad"):
-        raise invalid(
-            "session.audio.input.turn_detection.type", td.get("type"), "'server_vad', 'semantic_vad'"
-        )
+        raise invalid("session.audio.input.turn_detection.type", td.get("type"), "'server_vad', 'semantic_vad'")
     voice = (audio.get("output") or {}).get("voice")
     if voice is not None and voice not in VOICES:
         raise invalid("session.audio.output.voice", voice, ", ".join(sorted(VOICES)))
@@ -182,9 +180,7 @@ def check_item(item: Any) -> dict[str, Any]:
         if not item.get("call_id"):
             raise missing("item.call_id")
         if not isinstance(item.get("output"), str):
-            raise ProtocolError(
-                "invalid_type", "Invalid type for 'item.output': expected a string.", "item.output"
-            )
+            raise ProtocolError("invalid_type", "Invalid type for 'item.output': expected a string.", "item.output")
     elif kind == "message":
         check_keys(item, {"type": LEAF, "role": LEAF, "content": LEAF, "id": LEAF}, "item")
         if item.get("role") not in ("user", "assistant", "system"):
@@ -204,13 +200,9 @@ def decode_audio(event: dict[str, Any]) -> bytes:
     try:
         pcm = base64.b64decode(audio, validate=True)
     except (binascii.Error, ValueError):
-        raise ProtocolError(
-            "invalid_value", "Invalid 'audio': expected base64-encoded audio.", "audio"
-        ) from None
+        raise ProtocolError("invalid_value", "Invalid 'audio': expected base64-encoded audio.", "audio") from None
     if len(pcm) % 2:
-        raise ProtocolError(
-            "invalid_value", "Invalid 'audio': PCM16 audio must have an even byte count.", "audio"
-        )
+        raise ProtocolError("invalid_value", "Invalid 'audio': PCM16 audio must have an even byte count.", "audio")
     return pcm
 
 

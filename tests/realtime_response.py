@@ -124,9 +124,7 @@ class ResponseStream:
             if upto > said:
                 text = " ".join(words[said:upto]) + ("" if upto == len(words) else " ")
                 await self.session.send(
-                    self._base(
-                        "response.output_audio_transcript.delta", item_id=item_id, content_index=0, delta=text
-                    )
+                    self._base("response.output_audio_transcript.delta", item_id=item_id, content_index=0, delta=text)
                 )
                 said = upto
             pause = len(piece) / BYTES_PER_MS / 1000 if self.server.realtime_pace else 0
@@ -139,9 +137,7 @@ class ResponseStream:
             ("response.content_part.done", {"part": {"type": "audio", "transcript": self.reply.transcript}}),
         ):
             await self.session.send(self._base(kind, item_id=item_id, content_index=0, **extra))
-        item.update(
-            status="completed", content=[{"type": "output_audio", "transcript": self.reply.transcript}]
-        )
+        item.update(status="completed", content=[{"type": "output_audio", "transcript": self.reply.transcript}])
         await self.session.send(self._base("response.output_item.done", item=item))
         return "completed"
 
@@ -178,9 +174,7 @@ class ResponseStream:
             if await self._sleep(pace):
                 return "cancelled"
         await self.session.send(
-            self._base(
-                "response.output_text.done", item_id=item_id, content_index=0, text=self.reply.transcript
-            )
+            self._base("response.output_text.done", item_id=item_id, content_index=0, text=self.reply.transcript)
         )
         item.update(status="completed", content=[{"type": "output_text", "text": self.reply.transcript}])
         await self.session.send(self._base("response.output_item.done", item=item))
@@ -202,9 +196,7 @@ class ResponseStream:
         half = len(arguments) // 2
         for part in (arguments[:half], arguments[half:]):
             await self.session.send(
-                self._base(
-                    "response.function_call_arguments.delta", item_id=item_id, call_id=call_id, delta=part
-                )
+                self._base("response.function_call_arguments.delta", item_id=item_id, call_id=call_id, delta=part)
             )
         await self.session.send(
             self._base(

@@ -193,9 +193,7 @@ class ThreadedRealtimeServer:
     def __init__(self, **kwargs: Any) -> None:
         self.server = RealtimeTestServer(**kwargs)
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="realtime-test-server", daemon=True
-        )
+        self._thread = threading.Thread(target=self._loop.run_forever, name="realtime-test-server", daemon=True)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.server, name)

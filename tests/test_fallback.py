@@ -230,9 +230,7 @@ def test_corrupt_cost_file_warns_and_starts_at_zero(
     assert DailyCost(tmp_path, today=FakeDay()).spent_today == pytest.approx(0.2)
 
 
-def test_unwritable_state_dir_keeps_counting_in_memory(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_unwritable_state_dir_keeps_counting_in_memory(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     cost = DailyCost(blocker / "state", today=FakeDay())  # a path under a regular file: cannot be created

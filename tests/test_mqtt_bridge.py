@@ -49,9 +49,7 @@ async def test_connect_publishes_availability_state_and_discovery(
     assert payload["o"]["name"] == "hark" and "state" in payload["cmps"]
 
 
-async def test_state_changes_reach_their_retained_topics(
-    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
-) -> None:
+async def test_state_changes_reach_their_retained_topics(mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any) -> None:
     probe = await connected_probe(mqtt_probe, mosquitto)
     bridge, _ = mqtt_bridge(mqtt_settings(mosquitto.port))
     await probe.wait_for(f"{BASE}/availability", is_text("online"))
@@ -86,9 +84,7 @@ async def test_state_changes_reach_their_retained_topics(
         assert (msg.text, msg.retain) == (value, True)
 
 
-async def test_transcripts_published_only_when_enabled(
-    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
-) -> None:
+async def test_transcripts_published_only_when_enabled(mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any) -> None:
     probe = await connected_probe(mqtt_probe, mosquitto)
     bridge, _ = mqtt_bridge(mqtt_settings(mosquitto.port, publish_transcripts=True))
     await probe.wait_for(f"{BASE}/availability", is_text("online"))
@@ -116,9 +112,7 @@ async def test_publishing_bad_values_is_refused_clearly(mosquitto: Broker, mqtt_
 
 async def test_clean_stop_publishes_offline(mosquitto: Broker, mqtt_probe: Any) -> None:
     probe = await connected_probe(mqtt_probe, mosquitto)
-    bridge = MqttBridge(
-        mqtt_settings(mosquitto.port), "", RecordingController(), asyncio.get_running_loop(), ["alexa"]
-    )
+    bridge = MqttBridge(mqtt_settings(mosquitto.port), "", RecordingController(), asyncio.get_running_loop(), ["alexa"])
     bridge.start()
     await probe.wait_for(f"{BASE}/availability", is_text("online"))
     await asyncio.wait_for(bridge.stop(), 5)
@@ -159,9 +153,7 @@ async def test_last_will_says_offline_when_the_daemon_is_killed(mosquitto: Broke
     assert (msg.text, msg.retain) == ("offline", True)
 
 
-async def test_broker_restart_republishes_retained_state(
-    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
-) -> None:
+async def test_broker_restart_republishes_retained_state(mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any) -> None:
     probe = await connected_probe(mqtt_probe, mosquitto)
     bridge, ctl = mqtt_bridge(mqtt_settings(mosquitto.port))
     await probe.wait_for(f"{BASE}/availability", is_text("online"))
@@ -222,9 +214,7 @@ COMMANDS: list[tuple[str, str, tuple[str, tuple[Any, ...]]]] = [
 ]
 
 
-async def test_every_command_topic_reaches_the_controller(
-    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
-) -> None:
+async def test_every_command_topic_reaches_the_controller(mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any) -> None:
     probe = await connected_probe(mqtt_probe, mosquitto)
     _, ctl = mqtt_bridge(mqtt_settings(mosquitto.port))
     await probe.wait_for(f"{BASE}/availability", is_text("online"))
@@ -309,9 +299,7 @@ async def test_controller_failure_is_reported_and_bridge_goes_on(
     assert bridge.connected
 
 
-async def test_home_assistant_birth_republishes_discovery(
-    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
-) -> None:
+async def test_home_assistant_birth_republishes_discovery(mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any) -> None:
     topic = "homeassistant/device/hark_testbox/config"
     probe = await connected_probe(mqtt_probe, mosquitto, f"{BASE}/availability", topic)
     mqtt_bridge(mqtt_settings(mosquitto.port))
@@ -364,9 +352,7 @@ def answer_with(probe: MqttProbe, request_topic: str, reply: Any) -> list[dict[s
     return requests
 
 
-async def test_tool_call_round_trip_through_mqtt(
-    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
-) -> None:
+async def test_tool_call_round_trip_through_mqtt(mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any) -> None:
     probe = await connected_probe(mqtt_probe, mosquitto)
     requests = answer_with(
         probe,
@@ -397,9 +383,7 @@ async def test_concurrent_tool_calls_get_their_own_replies(
     bridge, _ = mqtt_bridge(settings)
     await probe.wait_for(f"{BASE}/availability", is_text("online"))
     tool = settings.tools[0]
-    a, b = await asyncio.gather(
-        bridge.call_tool(tool, "a", '"kitchen"'), bridge.call_tool(tool, "b", '"hall"')
-    )
+    a, b = await asyncio.gather(bridge.call_tool(tool, "a", '"kitchen"'), bridge.call_tool(tool, "b", '"hall"'))
     assert json.loads(a) == {"call_id": "a", "for": "kitchen"}
     assert json.loads(b) == {"call_id": "b", "for": "hall"}
 
@@ -418,9 +402,7 @@ async def test_tool_reply_without_call_id_answers_the_waiting_call(
     assert requests[0]["arguments"] == "not json {"
 
 
-async def test_tool_without_response_topic_and_timeouts(
-    mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any
-) -> None:
+async def test_tool_without_response_topic_and_timeouts(mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any) -> None:
     probe = await connected_probe(mqtt_probe, mosquitto, f"{BASE}/#", "home/#")
     fire_and_forget = {"name": "scene", "mqtt_topic": "home/scene/set"}
     silent = {"name": "blinds", "mqtt_topic": "home/blinds/set", "response_topic": "home/blinds/done",

@@ -80,9 +80,7 @@ def test_accepts_what_home_assistant_and_people_send(command: str, payload: byte
         ("say", b"x" * (LIMIT + 1), [f"{LIMIT + 1} bytes", f"limit is {LIMIT}", "max_payload_bytes"]),
     ],
 )
-def test_rejects_bad_payloads_naming_topic_and_expectation(
-    command: str, payload: bytes, words: list[str]
-) -> None:
+def test_rejects_bad_payloads_naming_topic_and_expectation(command: str, payload: bytes, words: list[str]) -> None:
     with pytest.raises(CommandError) as err:
         parse(command, payload, LIMIT)
     message = str(err.value)

@@ -28,9 +28,7 @@ def online(m: Any) -> bool:
     return bool(m.text == "online")
 
 
-async def test_password_accepted_and_commands_flow(
-    mosquitto_auth: Broker, mqtt_probe: Any, mqtt_bridge: Any
-) -> None:
+async def test_password_accepted_and_commands_flow(mosquitto_auth: Broker, mqtt_probe: Any, mqtt_bridge: Any) -> None:
     probe: MqttProbe = mqtt_probe(mosquitto_auth.port, auth=(AUTH_USER, AUTH_PASSWORD))
     probe.subscribe(f"{BASE}/#")
     settings = mqtt_settings(mosquitto_auth.port, username=AUTH_USER)
@@ -100,16 +98,12 @@ async def test_mutual_tls_with_client_certificate(
 
 async def test_untrusted_ca_and_wrong_host_name(mosquitto_tls: Broker, mqtt_certs: Certs) -> None:
     c = mqtt_certs
-    ok, message = await check_broker(
-        mqtt_settings(mosquitto_tls.ports[1], tls=True, ca_file=str(c.other_ca)), ""
-    )
+    ok, message = await check_broker(mqtt_settings(mosquitto_tls.ports[1], tls=True, ca_file=str(c.other_ca)), "")
     assert not ok and "TLS failed" in message and "mqtt.ca_file" in message
     misnamed = mosquitto_tls.ports[2]
     ok, message = await check_broker(mqtt_settings(misnamed, tls=True, ca_file=str(c.ca)), "")
     assert not ok and "TLS failed" in message, message
-    ok, message = await check_broker(
-        mqtt_settings(misnamed, tls=True, ca_file=str(c.ca), tls_insecure=True), ""
-    )
+    ok, message = await check_broker(mqtt_settings(misnamed, tls=True, ca_file=str(c.ca), tls_insecure=True), "")
     assert ok, message
 
 

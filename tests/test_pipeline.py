@@ -17,9 +17,7 @@ def wav_seconds(path: Path) -> float:
         return w.getnframes() / w.getframerate()
 
 
-async def test_wake_request_answer_round_trip_without_cloud(
-    tmp_path: Path, speech: Speech, models_dir: Path
-) -> None:
+async def test_wake_request_answer_round_trip_without_cloud(tmp_path: Path, speech: Speech, models_dir: Path) -> None:
     """No API key: the wake word opens a turn, the endpoint closes it, the local voice answers, back to idle."""
     clip = speech.concat([speech.espeak("Hey Jarvis"), speech.espeak("What time is it")], [1.0, 0.4, 2.0])
     settings = settings_for(tmp_path, models_dir, speech.wav(clip, "pipeline-1"))
@@ -76,9 +74,7 @@ async def test_trace_file_holds_the_audio_events(tmp_path: Path, speech: Speech,
     assert all(isinstance(r["t"], float) for r in read(tmp_path / "trace.jsonl"))
 
 
-def test_wav_output_leaves_out_silence_between_answers(
-    tmp_path: Path, speech: Speech, models_dir: Path
-) -> None:
+def test_wav_output_leaves_out_silence_between_answers(tmp_path: Path, speech: Speech, models_dir: Path) -> None:
     """Two turns in one WAV: the output holds the two answers back to back, not the minutes between."""
     import asyncio
 

@@ -82,9 +82,7 @@ async def test_ga_session_update_is_accepted(conn: Any, realtime_server: Threade
         ),
     ],
 )
-async def test_beta_or_wrong_session_is_rejected(
-    conn: Any, session: dict[str, Any], code: str, param: str
-) -> None:
+async def test_beta_or_wrong_session_is_rejected(conn: Any, session: dict[str, Any], code: str, param: str) -> None:
     await conn.send({"type": "session.update", "session": session})
     error = await next_of(conn, "error", "session.updated")
     assert error.type == "error"
@@ -97,9 +95,7 @@ async def test_beta_header_and_wrong_key_are_refused_at_handshake(
 ) -> None:
     beta = AsyncOpenAI(api_key=API_KEY, websocket_base_url=realtime_server.url)
     with pytest.raises(InvalidStatus) as exc:
-        await beta.realtime.connect(
-            model="gpt-realtime", extra_headers={"OpenAI-Beta": "realtime=v1"}
-        ).enter()
+        await beta.realtime.connect(model="gpt-realtime", extra_headers={"OpenAI-Beta": "realtime=v1"}).enter()
     assert exc.value.response.status_code == 400
     wrong = AsyncOpenAI(api_key="sk-wrong", websocket_base_url=realtime_server.url)
     with pytest.raises(InvalidStatus) as exc:
@@ -162,17 +158,13 @@ async def test_text_mode_streams_text(conn: Any, realtime_server: ThreadedRealti
     await conn.session.update(session={**GA_SESSION, "output_modalities": ["text"]})
     await conn.response.create()
     text = ""
-    while (
-        event := await next_of(conn, "response.output_text.delta", "response.done")
-    ).type != "response.done":
+    while (event := await next_of(conn, "response.output_text.delta", "response.done")).type != "response.done":
         text += event.delta
     assert text == "Four words of text."
     assert "response.output_audio.delta" not in realtime_server.record.event_types
 
 
-async def test_server_vad_detects_speech_and_answers(
-    conn: Any, realtime_server: ThreadedRealtimeServer
-) -> None:
+async def test_server_vad_detects_speech_and_answers(conn: Any, realtime_server: ThreadedRealtimeServer) -> None:
     session = {
         **GA_SESSION,
         "audio": {
@@ -207,17 +199,13 @@ async def test_server_vad_detects_speech_and_answers(
     assert "conversation.item.input_audio_transcription.completed" in seen
 
 
-async def test_function_call_then_output_then_answer(
-    conn: Any, realtime_server: ThreadedRealtimeServer
-) -> None:
+async def test_function_call_then_output_then_answer(conn: Any, realtime_server: ThreadedRealtimeServer) -> None:
     realtime_server.replies.extend([Reply(function_call=("get_time", "{}")), Reply(audio=tone(100))])
     await conn.session.update(session=GA_SESSION)
     await conn.response.create()
     done = await next_of(conn, "response.function_call_arguments.done")
     await next_of(conn, "response.done")
-    await conn.conversation.item.create(
-        item={"type": "function_call_output", "call_id": "nope", "output": "x"}
-    )
+    await conn.conversation.item.create(item={"type": "function_call_output", "call_id": "nope", "output": "x"})
     assert (await next_of(conn, "error")).error.param == "item.call_id"
     await conn.conversation.item.create(
         item={"type": "function_call_output", "call_id": done.call_id, "output": '{"time": "12:00"}'}

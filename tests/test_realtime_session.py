@@ -53,12 +53,8 @@ def audio_of(events: list[RealtimeEvent]) -> bytes:
     return b"".join(e.pcm24k for e in events if isinstance(e, AudioDelta))
 
 
-async def test_open_sends_one_ga_session_update(
-    realtime_server: ThreadedRealtimeServer, make_client: MakeClient
-):
-    client, tlog = make_client(
-        realtime_server.url, transcription_model="gpt-4o-mini-transcribe", voice="cedar"
-    )
+async def test_open_sends_one_ga_session_update(realtime_server: ThreadedRealtimeServer, make_client: MakeClient):
+    client, tlog = make_client(realtime_server.url, transcription_model="gpt-4o-mini-transcribe", voice="cedar")
     await client.open()
     await client.open()  # warm: reused
     assert client.connected and realtime_server.record.connections == 1
@@ -143,9 +139,7 @@ async def test_audio_before_open_is_buffered_and_sent_in_order(
     assert np.abs(got - expected).max() <= 4  # same audio, same order (soxr chunking differs by rounding)
 
 
-async def test_too_short_commit_is_reported_not_sent(
-    realtime_server: ThreadedRealtimeServer, make_client: MakeClient
-):
+async def test_too_short_commit_is_reported_not_sent(realtime_server: ThreadedRealtimeServer, make_client: MakeClient):
     client, _ = make_client(realtime_server.url)
     await client.open()
     client.append(speech16k(50))
@@ -243,9 +237,7 @@ async def test_refused_connection(closed_port_url: str, make_client: MakeClient)
 
 
 @pytest.mark.parametrize(("status", "reason"), [(401, "auth"), (403, "auth"), (503, "unreachable")])
-async def test_handshake_status(
-    realtime_server: ThreadedRealtimeServer, make_client: MakeClient, status, reason
-):
+async def test_handshake_status(realtime_server: ThreadedRealtimeServer, make_client: MakeClient, status, reason):
     realtime_server.faults.handshake_status = status
     client, _ = make_client(realtime_server.url)
     with pytest.raises(RealtimeFailure) as exc:
@@ -265,9 +257,7 @@ async def test_wrong_key_and_no_key(realtime_server: ThreadedRealtimeServer, mak
     assert realtime_server.record.rejected == [401]  # the keyless client never dialled
 
 
-async def test_drop_mid_answer_then_reconnect(
-    realtime_server: ThreadedRealtimeServer, make_client: MakeClient
-):
+async def test_drop_mid_answer_then_reconnect(realtime_server: ThreadedRealtimeServer, make_client: MakeClient):
     realtime_server.faults.drop_after_ms = 200
     client, tlog = make_client(realtime_server.url)
     await client.open()
@@ -366,9 +356,7 @@ async def test_usage_cost_and_daily_limit(realtime_server: ThreadedRealtimeServe
     assert exc.value.reason is FailureReason.COST_LIMIT and "cost.daily_limit" in exc.value.detail
 
 
-async def test_second_turn_counts_cached_context(
-    realtime_server: ThreadedRealtimeServer, make_client: MakeClient
-):
+async def test_second_turn_counts_cached_context(realtime_server: ThreadedRealtimeServer, make_client: MakeClient):
     client, _ = make_client(realtime_server.url, tools=ToolRegistry(builtin_time=False))
     await client.open()
     totals = []

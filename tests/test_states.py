@@ -84,9 +84,7 @@ def test_every_state_has_a_way_back_to_idle() -> None:
         assert any(TABLE.get((state, t)) is State.IDLE for t in Trigger), state
 
 
-events = st.lists(
-    st.tuples(st.sampled_from(list(Trigger)), st.floats(min_value=0.0, max_value=30.0)), max_size=60
-)
+events = st.lists(st.tuples(st.sampled_from(list(Trigger)), st.floats(min_value=0.0, max_value=30.0)), max_size=60)
 
 
 @settings(max_examples=600, deadline=None)

@@ -62,9 +62,7 @@ def speech_fraction(chunks: list[AudioChunk]) -> float:
 
 async def test_missing_voice_names_path_and_fix(tmp_path: Path) -> None:
     v = LocalVoice(FallbackSettings(voice="en_US-nobody-medium"), tmp_path)
-    with pytest.raises(
-        VoiceError, match=r"not found at .*en_US-nobody-medium\.onnx: run scripts/fetch-models"
-    ):
+    with pytest.raises(VoiceError, match=r"not found at .*en_US-nobody-medium\.onnx: run scripts/fetch-models"):
         await v.load()
     assert not v.loaded
     with pytest.raises(VoiceError, match="not found"):  # fallback.load = "start": the daemon start loads it
