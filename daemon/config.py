@@ -284,7 +284,8 @@ class LoggingSettings(_Section):
 
 class PathSettings(_Section):
     models: str = ""
-    """Where scripts/fetch-models put the models; "" = $HARK_MODELS_DIR, else ./models of the checkout."""
+    """Where scripts/fetch-models put the models; "" = $HARK_MODELS_DIR, else ./models of the checkout,
+    else /opt/hark/models (the installer's)."""
     state: str = ""
     """Where mute/volume persist; "" = $STATE_DIRECTORY (systemd), else ~/.local/state/hark."""
 
@@ -328,7 +329,9 @@ class Settings(_Section):
             return Path(self.paths.models).expanduser()
         if os.environ.get("HARK_MODELS_DIR"):
             return Path(os.environ["HARK_MODELS_DIR"])
-        return Path(__file__).resolve().parent.parent / "models"
+        checkout = Path(__file__).resolve().parent.parent / "models"
+        installed = Path("/opt/hark/models")  # where scripts/setup.sh puts them
+        return installed if not checkout.exists() and installed.exists() else checkout
 
     @property
     def state_dir(self) -> Path:
