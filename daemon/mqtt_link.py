@@ -73,6 +73,8 @@ async def attach(daemon: Daemon, secrets: Secrets, wake_names: list[str]) -> Mqt
         if tool.mqtt_topic:
             daemon.tools.register(tool.name, _tool_action(bridge, tool))
     bridge.start()
-    daemon.closers.insert(0, bridge.stop)  # closed last: `offline` is the final word
+    # closed right after the assistant went quiet, before the slower audio teardown: `offline` goes out
+    # promptly on SIGTERM, and no state is published after it
+    daemon.closers.insert(daemon.closers.index(assistant.shutdown), bridge.stop)
     log.info("MQTT: %s:%d as %s under %s", settings.mqtt.host, settings.mqtt.port, bridge.client_id, bridge.base)
     return bridge
