@@ -15,13 +15,14 @@ from typing import Any
 
 from daemon import service
 from daemon.assistant import Assistant, Parts
-from daemon.audio.chimes import load_chimes
+from daemon.audio.chimes import builtin_chime, load_chimes
 from daemon.audio.sink import open_sink
 from daemon.audio.source import open_source
 from daemon.cloud import CloudResponder
 from daemon.config import Secrets, Settings
 from daemon.endpoint import Endpointer
 from daemon.persist import ChoiceStore, RuntimeChoices
+from daemon.responder import ChimeResponder, Responder
 from daemon.tools import ToolRegistry
 from daemon.trace import Trace
 from daemon.voice import LocalVoice, VoiceError
@@ -68,7 +69,11 @@ async def build(settings: Settings, secrets: Secrets, trace: Trace) -> Daemon:
     source = open_source(settings.audio, trace)
     closers.append(source.aclose)
     tools = ToolRegistry(settings.tools)
-    responder = make_responder(settings, secrets, trace, voice, tools)
+    responder: Responder = (
+        ChimeResponder(chimes.get("done") or builtin_chime("done"))
+        if settings.conversation.responder == "chime"
+        else make_responder(settings, secrets, trace, voice, tools)
+    )
     parts = Parts(
         source=source,
         sink=sink,

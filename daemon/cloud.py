@@ -88,7 +88,9 @@ class CloudResponder:
             async for chunk in self._fallback(failure):
                 yield chunk
             return
-        await self.client.commit()
+        if self.settings.realtime.turn_detection == "local":
+            await self.client.commit()
+        # with server_vad / semantic_vad the server commits and answers on its own end-of-speech
         async for chunk in self._stream():
             yield chunk
 

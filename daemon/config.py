@@ -138,6 +138,9 @@ class EndpointSettings(_Section):
 class ConversationSettings(_Section):
     followup_seconds: Annotated[float, Field(ge=0)] = 4.0
     """After an answer, listen this long without a wake word (0 = off)."""
+    responder: Literal["cloud", "chime"] = "cloud"
+    """"cloud": the Realtime model (local voice as fallback). "chime": every request is answered with the
+    done chime — tries the microphone, wake word and endpointing with no cloud and no voice."""
 
 
 # --- cloud ------------------------------------------------------------------------------------------------

@@ -151,3 +151,23 @@ async def test_tool_call_round_trip(
     assert rec.count("response.create") == 2 and rec.errors == []
     assert run.states() == ["listening", "processing", "responding", "idle"]
     assert abs(sum(r["played_ms"] for r in run.events("playback_stopped")) - REPLY_MS) <= 60
+
+
+async def test_server_vad_mode_lets_the_server_end_the_turn(
+    tmp_path: Path, speech: Speech, models_dir: Path, realtime_server: ThreadedRealtimeServer
+) -> None:
+    realtime_server.server.default_reply = Reply(audio=tone(REPLY_MS))
+    clip = speech.concat(turn(speech), [1.0, 0.4, 2.5])
+    settings = settings_for(
+        tmp_path,
+        models_dir,
+        speech.wav(clip, "conv-server-vad"),
+        audio={"realtime_pace": True},
+        realtime={"url": realtime_server.url, "turn_detection": "server_vad"},
+    )
+    run = await run_once(settings, api_key=API_KEY)
+    rec = realtime_server.record
+    assert rec.sessions[-1]["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+    assert rec.count("input_audio_buffer.commit") == 0 and rec.count("response.create") == 0
+    assert run.states() == ["listening", "processing", "responding", "idle"]
+    assert abs(sum(r["played_ms"] for r in run.events("playback_stopped")) - REPLY_MS) <= 60

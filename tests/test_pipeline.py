@@ -87,3 +87,16 @@ def test_wav_output_leaves_out_silence_between_answers(tmp_path: Path, speech: S
     played = sum(r["played_ms"] for r in run.events("playback_stopped")) / 1000
     assert abs(out - played) < 0.5 and out < clip.duration_s
     assert np.abs(np.frombuffer((tmp_path / "out.wav").read_bytes()[44:], "<i2")).max() > 1000
+
+
+async def test_chime_responder_closes_the_loop_with_no_cloud_and_no_voice(
+    tmp_path: Path, speech: Speech, models_dir: Path
+) -> None:
+    clip = speech.concat([speech.espeak("Hey Jarvis"), speech.espeak("Are you there")], [1.0, 0.4, 2.0])
+    settings = settings_for(
+        tmp_path, models_dir, speech.wav(clip, "pipeline-chime"), conversation={"responder": "chime"}
+    )
+    run = await run_once(settings)
+    assert run.states() == ["listening", "processing", "responding", "idle"]
+    assert run.events("fallback") == []
+    assert 0.1 < wav_seconds(tmp_path / "out.wav") < 1.0  # the short "done" chime
