@@ -23,6 +23,7 @@ from daemon.config import Secrets, Settings
 from daemon.endpoint import Endpointer
 from daemon.persist import ChoiceStore, RuntimeChoices
 from daemon.responder import ChimeResponder, Responder
+from daemon.states import State
 from daemon.tools import ToolRegistry
 from daemon.trace import Trace
 from daemon.voice import LocalVoice, VoiceError
@@ -143,6 +144,7 @@ async def run(settings: Settings, secrets: Secrets, trace_path: str | None = Non
 
     tasks = service.install_signal_handlers(loop, on_term)
     watchdog.start()
+    idle_pets = asyncio.create_task(_pet_while_capture_is_off(daemon.assistant, watchdog), name="hark-watchdog-off")
     service.ready("listening for the wake word")
     status = 0
     try:
@@ -150,6 +152,7 @@ async def run(settings: Settings, secrets: Secrets, trace_path: str | None = Non
     except asyncio.CancelledError:
         log.info("stopping: playback silenced, sessions closing")
     finally:
+        idle_pets.cancel()
         await watchdog.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(daemon.aclose(), timeout=1.5)
@@ -157,6 +160,17 @@ async def run(settings: Settings, secrets: Secrets, trace_path: str | None = Non
             metrics.stop()
         tasks.clear()
     return status
+
+
+async def _pet_while_capture_is_off(assistant: Assistant, watchdog: service.Watchdog) -> None:
+    """Muted, or the microphone is gone and being reopened: no frames flow, by design. The watchdog is then
+    fed by the loop itself, so a blocked loop is still caught but a muted speaker is not restarted."""
+    if not watchdog.enabled:
+        return
+    while True:
+        await asyncio.sleep(watchdog.interval_s / 4)
+        if assistant.sm.state in (State.MUTED, State.ERROR):
+            watchdog.pet()
 
 
 def _status_line(record: dict[str, Any]) -> None:
