@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""Benchmark the listening pipeline against a bare openWakeWord loop on the same audio.
+
+    .venv/bin/python scripts/bench_listen.py [--quick] [--reps 5] [--seconds 60] [--models DIR]
+
+Each measurement runs in a fresh child process (so peak RSS belongs to one job, not to all of them), and the
+two jobs alternate A B A B … so that a busy neighbour on this shared machine slows both alike. CPU time is the
+process's (time.process_time: every thread, including the inference worker), counted only around the run, not
+the model loading. The pipeline is the real daemon (WAV source at full speed, wake, webrtcvad endpoint, state
+machine, trace); the bare loop is `Model.predict` on the same 1280-sample frames with the same ONNX models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from daemon.config import BUILTIN_WAKE_MODELS, Settings  # noqa: E402
+from daemon.events import FRAME_SAMPLES, INPUT_RATE_HZ  # noqa: E402
+
+ONE_MODEL = ("hey_jarvis",)
+THREE_MODELS = ("hey_jarvis", "alexa", "hey_mycroft")
+TARGET_RATIO = 1.10
+TARGET_RTF = 50.0
+WAKE_GAP_S = 2.0
+OTHER_SPEECH = (
+    "Did you see the game last night",
+    "I left the keys on the kitchen table",
+    "We should call grandma this weekend",
+    "The bus was late again this morning",
+    "Can you believe how expensive coffee has become",
+    "Let's have pasta for dinner",
+)
+
+
+def make_clip(models: Path, cache: Path, seconds: float) -> tuple[Path, int]:
+    """Other speech (espeak-ng and Piper) with a few "hey jarvis" in it, at least `seconds` long.
+
+    A wake phrase is followed by silence only: the turn ends on the start-of-speech timeout, so no answer is
+    synthesized and the figures stay about listening. Returns the WAV and the number of wake phrases.
+    """
+    from tests.speech import Speech
+
+    speech = Speech(cache, models)
+    others = [speech.espeak(s) for s in OTHER_SPEECH] + [speech.piper(s) for s in OTHER_SPEECH]
+    wake = speech.espeak("Hey Jarvis")
+    parts: list[Path] = []
+    while sum(_wav_s(p) + 0.6 for p in parts) < seconds:
+        parts.append(others[len(parts) % len(others)])
+    wakes = 2 if seconds < 30 else 3
+    step = len(parts) // (wakes + 1)
+    for i in range(wakes, 0, -1):
+        parts.insert(i * step, wake)
+    # after a wake phrase, silence longer than the start timeout (1 s): otherwise the next sentence is a request
+    silences = [0.6] + [WAKE_GAP_S if p == wake else 0.6 for p in parts]
+    clip = speech.concat(parts, silences)
+    return speech.wav(clip, f"bench-listen-{round(seconds)}"), wakes
+
+
+def _wav_s(path: Path) -> float:
+    return (path.stat().st_size - 44) / 2 / INPUT_RATE_HZ
+
+
+# --- the two jobs, each in a child process ------------------------------------------------------------------
+
+
+def bare_job(wav: Path, models_dir: Path, names: list[str]) -> dict[str, Any]:
+    """openWakeWord's own loop: predict() on every 80 ms frame, nothing else."""
+    import numpy as np
+    from openwakeword.model import Model
+
+    from daemon.models import feature_model_paths, wake_model_path
+    from tests.speech import read_wav
+
+    pcm, rate = read_wav(wav)
+    assert rate == INPUT_RATE_HZ, f"{wav}: expected 16 kHz, got {rate}"
+    features = feature_model_paths(models_dir)
+    model = Model(
+        wakeword_models=[str(wake_model_path(n, models_dir)) for n in names],
+        inference_framework="onnx",
+        melspec_model_path=str(features.melspectrogram),
+        embedding_model_path=str(features.embedding),
+    )
+    frames = [pcm[i : i + FRAME_SAMPLES] for i in range(0, len(pcm) - FRAME_SAMPLES + 1, FRAME_SAMPLES)]
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for frame in frames:
+        model.predict(np.ascontiguousarray(frame))
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    # what the pipeline pays once per turn: Model.reset() re-embeds 4 s of random noise
+    reset0 = time.process_time()
+    for _ in range(3):
+        model.reset()
+    reset_cpu = (time.process_time() - reset0) / 3
+    return {"cpu_s": cpu, "wall_s": wall, "audio_s": len(pcm) / INPUT_RATE_HZ, "reset_cpu_s": reset_cpu}
+
+
+def pipeline_job(wav: Path, models_dir: Path, names: list[str]) -> dict[str, Any]:
+    """The real daemon on the WAV at full speed; only `assistant.run()` is timed, not `build()`."""
+    from tests.harness import settings_for, start
+
+    async def go() -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="hark-bench-listen-") as tmp:
+            settings = settings_for(
+                Path(tmp),
+                models_dir,
+                wav,
+                wake={"models": names},
+                endpoint={"start_timeout_s": 1.0},
+                fallback={"load": "lazy"},
+            )
+            daemon, run = await start(settings)
+            try:
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                await asyncio.wait_for(daemon.assistant.run(), 600)
+                cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            finally:
+                await daemon.aclose()
+        from tests.speech import read_wav
+
+        audio_s = len(read_wav(wav)[0]) / INPUT_RATE_HZ
+        resets = sum(1 for r in run.events("state") if r["from"] == "listening")
+        wakes = len(run.events("wake_detected"))
+        return {"cpu_s": cpu, "wall_s": wall, "audio_s": audio_s, "wakes": wakes, "resets": resets}
+
+    return asyncio.run(go())
+
+
+def child(kind: str, wav: Path, models_dir: Path, names: list[str]) -> dict[str, Any]:
+    """Run one job in a fresh interpreter and read back its figures (and its own peak RSS)."""
+    cmd = [sys.executable, __file__, "--child", kind, "--wav", str(wav), "--models", str(models_dir)]
+    cmd += ["--wake", ",".join(names)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{kind} job failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+# --- the table --------------------------------------------------------------------------------------------------
+
+
+def measure(wav: Path, models_dir: Path, names: list[str], reps: int) -> dict[str, list[dict[str, Any]]]:
+    runs: dict[str, list[dict[str, Any]]] = {"bare": [], "pipeline": []}
+    for rep in range(reps):
+        order = ("bare", "pipeline") if rep % 2 == 0 else ("pipeline", "bare")
+        for kind in order:
+            runs[kind].append(child(kind, wav, models_dir, names))
+        print(f"  {len(names)} model(s): rep {rep + 1}/{reps} done", file=sys.stderr, flush=True)
+    return runs
+
+
+def rows_for(names: list[str], runs: dict[str, list[dict[str, Any]]]) -> list[list[str]]:
+    def med(kind: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[kind])
+
+    per = {k: [r["cpu_s"] / r["audio_s"] for r in runs[k]] for k in runs}
+    ratios = [p / b for p, b in zip(per["pipeline"], per["bare"], strict=True)]
+    ratio = statistics.median(ratios)
+    rtf = statistics.median(r["audio_s"] / r["wall_s"] for r in runs["pipeline"])
+    rows = []
+    for kind in ("bare", "pipeline"):
+        rows.append(
+            [
+                f"{len(names)}",
+                kind,
+                f"{statistics.median(per[kind]) * 1000:.1f} ms",
+                f"{statistics.median(r['audio_s'] / r['wall_s'] for r in runs[kind]):.0f}×",
+                f"{med(kind, 'rss_mb'):.0f} MB",
+                "",
+            ]
+        )
+    verdict = "met" if ratio <= TARGET_RATIO else "MISSED"
+    note = f"≤ {TARGET_RATIO:.2f}×: {verdict} (range {min(ratios):.2f}–{max(ratios):.2f})"
+    if len(names) == 1:
+        note += f"; RTF ≥ {TARGET_RTF:.0f}×: {'met' if rtf >= TARGET_RTF else 'MISSED'}"
+    rows.append([f"{len(names)}", "**pipeline / bare**", f"**{ratio:.2f}×**", "", "", note])
+    # The per-turn wake reset, priced with the bare job's own measurement of Model.reset().
+    reset_s = statistics.median(r["reset_cpu_s"] for r in runs["bare"])
+    net = [
+        (p["cpu_s"] - p["resets"] * reset_s) / b["cpu_s"] for p, b in zip(runs["pipeline"], runs["bare"], strict=True)
+    ]
+    label = f"pipeline less {runs['pipeline'][0]['resets']} wake resets ({reset_s * 1000:.0f} ms CPU each) / bare"
+    rows.append([f"{len(names)}", label, f"{statistics.median(net):.2f}×", "", "", "where the overhead is"])
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default 5, quick 3)")
+    parser.add_argument("--seconds", type=float, default=None, help="audio length (default 60, quick 20)")
+    parser.add_argument("--quick", action="store_true", help="about 30 s: shorter audio, fewer repetitions")
+    parser.add_argument("--models", type=Path, default=Settings().models_dir, help="models directory")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "hark-bench-speech")
+    parser.add_argument("--child", choices=("bare", "pipeline"), help=argparse.SUPPRESS)
+    parser.add_argument("--wav", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--wake", default="hey_jarvis", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    reps = args.reps if args.reps is not None else (3 if args.quick else 5)
+    seconds = args.seconds if args.seconds is not None else (20.0 if args.quick else 60.0)
+    if reps < 1:
+        parser.error(f"--reps {reps}: expected at least 1")
+    if not 5 <= seconds <= 600:
+        parser.error(f"--seconds {seconds}: expected 5 to 600 seconds of audio")
+    if not (args.models / "openwakeword").is_dir():
+        parser.error(f"--models {args.models}: no openwakeword/ inside; run scripts/fetch-models first")
+
+    if args.child:
+        names = args.wake.split(",")
+        unknown = [n for n in names if n not in BUILTIN_WAKE_MODELS]
+        if unknown:
+            parser.error(f"--wake {args.wake}: unknown {unknown}; expected names from {BUILTIN_WAKE_MODELS}")
+        job = bare_job if args.child == "bare" else pipeline_job
+        out = job(args.wav, args.models, names)
+        out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(out))
+        return 0
+
+    args.cache.mkdir(parents=True, exist_ok=True)
+    wav, wakes = make_clip(args.models, args.cache, seconds)
+    audio_s = _wav_s(wav)
+    rows: list[list[str]] = []
+    wake_counts: list[int] = []
+    for names in (list(ONE_MODEL), list(THREE_MODELS)):
+        runs = measure(wav, args.models, names, reps)
+        rows += rows_for(names, runs)
+        wake_counts += [r["wakes"] for r in runs["pipeline"]]
+    print(
+        f"{audio_s:.1f} s of speech ({wakes} wake phrases, the rest other speech), {reps} interleaved reps "
+        f"per row, medians; wake detections per pipeline run: {sorted(set(wake_counts))}\n"
+    )
+    print("| wake models | job | CPU per audio-second | real-time factor | peak RSS | target |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
