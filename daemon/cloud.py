@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 from daemon.config import Secrets, Settings
 from daemon.events import AudioChunk
-from daemon.fallback import CircuitBreaker, CloudProber, FallbackReason, message_for
+from daemon.fallback import CircuitBreaker, CloudProber, DailyCost, FallbackReason, message_for
 from daemon.realtime import RealtimeClient
 from daemon.realtime_events import (
     RATE_HZ,
@@ -51,7 +51,14 @@ class CloudResponder:
         self.trace = trace
         self.voice = voice
         self.tools = tools or ToolRegistry(settings.tools)
-        self.client = RealtimeClient(settings.realtime, settings.cost, secrets.openai_api_key, self.tools, trace)
+        self.client = RealtimeClient(
+            settings.realtime,
+            settings.cost,
+            secrets.openai_api_key,
+            self.tools,
+            trace,
+            spend=DailyCost(settings.state_dir),
+        )
         fb = settings.fallback
         self.breaker = CircuitBreaker(fb.breaker_failures, fb.probe_min_s, fb.probe_max_s)
         self.prober = CloudProber(self.breaker, self.client.open, probe_timeout_s=settings.realtime.connect_timeout)

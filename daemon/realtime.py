@@ -24,6 +24,7 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 from daemon.audio.resample import StreamResampler
 from daemon.config import CostSettings, RealtimeSettings
 from daemon.events import INPUT_RATE_HZ
+from daemon.fallback import DailyCost
 from daemon.realtime_events import (
     BYTES_PER_MS,
     MIN_COMMIT_MS,
@@ -55,8 +56,11 @@ class RealtimeClient(Receiver):
         api_key: str,
         tools: ToolRegistry,
         trace: Trace,
+        *,
+        spend: DailyCost | None = None,
     ) -> None:
         super().__init__(settings, cost, tools, trace)
+        self.spend = spend
         self._api_key = api_key.strip()
         self._opening: asyncio.Task[None] | None = None
         self._resampler = StreamResampler(INPUT_RATE_HZ, RATE_HZ)
@@ -67,10 +71,13 @@ class RealtimeClient(Receiver):
 
     async def open(self) -> None:
         """Connect and configure (or reuse the warm session). Raises RealtimeFailure with a reason."""
-        if self.daily.over(self._cost.daily_limit):
+        limit = self._cost.daily_limit
+        over = self.spend.over(limit) if self.spend is not None else self.daily.over(limit)
+        if over:
+            spent = self.spend.spent_today if self.spend is not None else self.daily.cost_usd
             raise RealtimeFailure(
                 FailureReason.COST_LIMIT,
-                f"today's estimated spend ${self.daily.cost_usd:.2f} reached cost.daily_limit "
+                f"today's estimated spend ${spent:.2f} reached cost.daily_limit "
                 f"${self._cost.daily_limit:.2f}; the cloud is used again tomorrow",
             )
         if self._conn is not None:

@@ -19,6 +19,7 @@ from openai.resources.realtime.realtime import AsyncRealtimeConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from daemon.config import CostSettings, RealtimeSettings
+from daemon.fallback import DailyCost
 from daemon.realtime_events import (
     BENIGN_ERRORS,
     AudioDelta,
@@ -69,6 +70,8 @@ class Receiver:
         self._append_traced = False
         self._last_activity = time.monotonic()
         self.daily = DailyTotal()
+        self.spend: DailyCost | None = None
+        """Today's spend kept across restarts (daemon); None = counted in memory only (`daily`)."""
         self.last_usage: Usage | None = None
         self.last_cost_usd = 0.0
 
@@ -279,6 +282,8 @@ class Receiver:
         usage = Usage.from_api(resp.usage)
         cost = cost_usd(usage, self._cost)
         self.daily.add(usage, cost)
+        if self.spend is not None:
+            self.spend.add(cost)
         self.last_usage, self.last_cost_usd = usage, cost
         self._trace.emit("response_done", status=status, usage=usage.as_dict(), cost_usd=round(cost, 6))
         if rid == self._response_id:

@@ -162,3 +162,14 @@ def test_hark_say_works_offline(tmp_path: Path, models_dir: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert speech_seconds(out) > 1.0
+
+
+async def test_cost_cap_survives_a_restart(
+    tmp_path: Path, models_dir: Path, clip_wav: Path, realtime_server: ThreadedRealtimeServer
+) -> None:
+    """The day's spend is kept in the state dir: restarting the daemon does not reset the cap."""
+    first = await _fallback_run(tmp_path, models_dir, clip_wav, realtime_server.url, cost={"daily_limit": 0.0001})
+    assert first.events("fallback") == [] and first.events("response_done")
+    second = await _fallback_run(tmp_path, models_dir, clip_wav, realtime_server.url, cost={"daily_limit": 0.0001})
+    assert [r["reason"] for r in second.events("fallback")] == ["cost_limit"]
+    assert realtime_server.record.connections == 1
