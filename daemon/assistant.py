@@ -25,6 +25,7 @@ from daemon.endpoint import Endpointer
 from daemon.events import (
     FRAME_SAMPLES,
     INPUT_RATE_HZ,
+    WAKE_STEP_SAMPLES,
     AudioChunk,
     AudioFrame,
     DeviceLost,
@@ -88,7 +89,10 @@ class Assistant:
         self.trace = trace
         self.sm = StateMachine(deadlines_for(settings), self._on_change)
         self._infer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hark-infer")
-        self._preroll: deque[AudioFrame] = deque(maxlen=max(1, settings.endpoint.preroll_ms // 80))
+        frame_ms = FRAME_SAMPLES * 1000 // INPUT_RATE_HZ
+        self._preroll: deque[AudioFrame] = deque(maxlen=max(1, settings.endpoint.preroll_ms // frame_ms))
+        self._wake_block = bytearray()
+        self._wake_block_start = 0
         self._turn: asyncio.Task[None] | None = None
         self._announce_lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
@@ -131,12 +135,27 @@ class Assistant:
             for ev in self.parts.endpointer.process(frame):
                 self._on_endpoint(ev)
         elif self.wake_enabled and state in (State.IDLE, State.PROCESSING, State.RESPONDING):
-            strict = state is State.RESPONDING
-            loop = asyncio.get_running_loop()
-            found = await loop.run_in_executor(self._infer, self.parts.wake.process, frame, strict)
-            if found:
-                await self._on_wake(found[0])
+            block = self._wake_input(frame)
+            if block is not None:
+                strict = state is State.RESPONDING
+                loop = asyncio.get_running_loop()
+                found = await loop.run_in_executor(self._infer, self.parts.wake.process, block, strict)
+                if found:
+                    await self._on_wake(found[0])
         self._preroll.append(frame)
+
+    def _wake_input(self, frame: AudioFrame) -> AudioFrame | None:
+        """Gather capture frames into openWakeWord's 80 ms step: one inference (one thread hop) per step."""
+        if not self._wake_block or frame.sample != self._wake_block_start + len(self._wake_block) // 2:
+            self._wake_block = bytearray()  # first frame, or a gap (the detector was not fed meanwhile)
+            self._wake_block_start = frame.sample
+        self._wake_block += frame.pcm
+        if len(self._wake_block) < WAKE_STEP_SAMPLES * 2:
+            return None
+        block = AudioFrame(bytes(self._wake_block[: WAKE_STEP_SAMPLES * 2]), self._wake_block_start)
+        del self._wake_block[: WAKE_STEP_SAMPLES * 2]
+        self._wake_block_start += WAKE_STEP_SAMPLES
+        return block
 
     async def _finish_after_input_end(self) -> None:
         """The WAV ended: the room goes quiet. Finish the turn in progress (answer played), then return."""
@@ -166,7 +185,7 @@ class Assistant:
         )
         if self.sm.state in (State.PROCESSING, State.RESPONDING):
             await self._interrupt("barge-in")
-        self._begin_listening(f"wake word {det.model}", det.sample + FRAME_SAMPLES, preroll=True)
+        self._begin_listening(f"wake word {det.model}", det.sample + WAKE_STEP_SAMPLES, preroll=True)
 
     def _begin_listening(self, reason: str, sample: int, preroll: bool, timeout_s: float | None = None) -> bool:
         if self.sm.handle(Trigger.WAKE, reason) is None:

@@ -55,8 +55,9 @@ class AudioSettings(_Section):
     """With a wav: input, feed it at real-time speed (false = as fast as possible: tests, benchmarks)."""
     volume: Percent = 70
     """Initial software volume, 0–100 (a volume set over MQTT persists and wins)."""
-    output_buffer_ms: Annotated[int, Field(ge=20, le=1000)] = 120
-    """Jitter buffer before playback starts, in ms: absorbs network bursts without adding much latency."""
+    output_buffer_ms: Annotated[int, Field(ge=20, le=1000)] = 20
+    """Audio queued before a stream starts playing, in ms. The Realtime API sends audio faster than real
+    time, so the queue grows by itself after the first chunks; raise this on a jittery network."""
     reopen_min_s: PositiveS = 0.5
     reopen_max_s: PositiveS = 10.0
     """Backoff bounds for reopening a capture/playback device that failed or vanished."""

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import soxr
 
-from daemon.events import FRAME_SAMPLES, INPUT_RATE_HZ, AudioFrame
+from daemon.events import INPUT_RATE_HZ, WAKE_STEP_SAMPLES, AudioFrame
 
 AUDIBLE = 0.01
 """A sample counts as speech when it reaches 1 % of the part's peak (−40 dB): quieter tails are inaudible."""
@@ -44,7 +44,7 @@ class Clip:
     def duration_s(self) -> float:
         return len(self.pcm) / INPUT_RATE_HZ
 
-    def frames(self, size: int = FRAME_SAMPLES, start: int = 0) -> Iterator[AudioFrame]:
+    def frames(self, size: int = WAKE_STEP_SAMPLES, start: int = 0) -> Iterator[AudioFrame]:
         """Capture-style frames with sample offsets (a short last frame is zero-padded, like a device)."""
         for at in range(start, len(self.pcm), size):
             chunk = self.pcm[at : at + size]

@@ -80,7 +80,7 @@ def test_wav_output_leaves_out_silence_between_answers(tmp_path: Path, speech: S
 
     turn = [speech.espeak("Hey Jarvis"), speech.espeak("What time is it")]
     clip = speech.concat(turn + turn, [1.0, 0.4, 6.0, 0.4, 2.0])
-    settings = settings_for(tmp_path, models_dir, speech.wav(clip, "pipeline-two"))
+    settings = settings_for(tmp_path, models_dir, speech.wav(clip, "pipeline-two"), audio={"realtime_pace": True})
     run = asyncio.run(run_once(settings))
     assert run.states().count("responding") == 2
     out = wav_seconds(tmp_path / "out.wav")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from daemon.config import WakeSettings
-from daemon.events import FRAME_SAMPLES, INPUT_RATE_HZ, WakeDetected
+from daemon.events import INPUT_RATE_HZ, WAKE_STEP_SAMPLES, WakeDetected
 from daemon.models import ModelError
 from daemon.wake import WakeDetector
 from tests.speech import Clip, Speech
@@ -100,7 +100,7 @@ def test_trigger_level_needs_consecutive_frames(models_dir: Path, speech: Speech
     first = run(detector(models_dir, ["hey_jarvis"]), clip)
     third = run(detector(models_dir, ["hey_jarvis"], trigger_level=3), clip)
     assert len(first) == len(third) == 1
-    assert third[0].sample == first[0].sample + 2 * FRAME_SAMPLES
+    assert third[0].sample == first[0].sample + 2 * WAKE_STEP_SAMPLES
     # The per-model table wins over the wake-level default; one phrase is far shorter than 20 frames.
     patient = detector(models_dir, [{"name": "hey_jarvis", "trigger_level": 20}], trigger_level=3)
     assert run(patient, clip) == []
