@@ -25,6 +25,7 @@ from daemon.realtime_events import (
     RealtimeFailure,
     ResponseDone,
     TextDelta,
+    Transcript,
 )
 from daemon.tools import ToolRegistry
 from daemon.trace import Trace
@@ -154,7 +155,9 @@ class CloudResponder:
 
     def _bookkeep(self, ev: object, failure: list[FailureReason]) -> bool:
         """Side events of a response; False when the response ended in a failure."""
-        if isinstance(ev, ResponseDone):
+        if isinstance(ev, Transcript) and not ev.final:
+            self.trace.emit("transcript_delta", role=ev.role, text=ev.text)
+        elif isinstance(ev, ResponseDone):
             self.breaker.record_success()
         elif isinstance(ev, Failure):
             self._record(ev.reason)

@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from daemon.config import BUILTIN_WAKE_MODELS, Settings  # noqa: E402
-from daemon.events import FRAME_SAMPLES, INPUT_RATE_HZ  # noqa: E402
+from daemon.events import INPUT_RATE_HZ, WAKE_STEP_SAMPLES  # noqa: E402
 
 ONE_MODEL = ("hey_jarvis",)
 THREE_MODELS = ("hey_jarvis", "alexa", "hey_mycroft")
@@ -92,17 +92,13 @@ def bare_job(wav: Path, models_dir: Path, names: list[str]) -> dict[str, Any]:
         melspec_model_path=str(features.melspectrogram),
         embedding_model_path=str(features.embedding),
     )
-    frames = [pcm[i : i + FRAME_SAMPLES] for i in range(0, len(pcm) - FRAME_SAMPLES + 1, FRAME_SAMPLES)]
+    step = WAKE_STEP_SAMPLES
+    frames = [pcm[i : i + step] for i in range(0, len(pcm) - step + 1, step)]
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for frame in frames:
         model.predict(np.ascontiguousarray(frame))
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    # what the pipeline pays once per turn: Model.reset() re-embeds 4 s of random noise
-    reset0 = time.process_time()
-    for _ in range(3):
-        model.reset()
-    reset_cpu = (time.process_time() - reset0) / 3
-    return {"cpu_s": cpu, "wall_s": wall, "audio_s": len(pcm) / INPUT_RATE_HZ, "reset_cpu_s": reset_cpu}
+    return {"cpu_s": cpu, "wall_s": wall, "audio_s": len(pcm) / INPUT_RATE_HZ}
 
 
 def pipeline_job(wav: Path, models_dir: Path, names: list[str]) -> dict[str, Any]:
@@ -184,13 +180,6 @@ def rows_for(names: list[str], runs: dict[str, list[dict[str, Any]]]) -> list[li
     if len(names) == 1:
         note += f"; RTF ≥ {TARGET_RTF:.0f}×: {'met' if rtf >= TARGET_RTF else 'MISSED'}"
     rows.append([f"{len(names)}", "**pipeline / bare**", f"**{ratio:.2f}×**", "", "", note])
-    # The per-turn wake reset, priced with the bare job's own measurement of Model.reset().
-    reset_s = statistics.median(r["reset_cpu_s"] for r in runs["bare"])
-    net = [
-        (p["cpu_s"] - p["resets"] * reset_s) / b["cpu_s"] for p, b in zip(runs["pipeline"], runs["bare"], strict=True)
-    ]
-    label = f"pipeline less {runs['pipeline'][0]['resets']} wake resets ({reset_s * 1000:.0f} ms CPU each) / bare"
-    rows.append([f"{len(names)}", label, f"{statistics.median(net):.2f}×", "", "", "where the overhead is"])
     return rows
 
 

@@ -52,6 +52,8 @@ async def test_spoken_request_gets_the_streamed_answer(
     assert abs(played - REPLY_MS) <= 60
     assert np.abs(out_pcm(tmp_path)).max() > 5000
     assert [r["role"] for r in run.events("transcript")] == ["assistant"]
+    deltas = "".join(r["text"] for r in run.events("transcript_delta"))
+    assert deltas and deltas == run.first("transcript")["text"]
 
 
 async def test_no_audio_leaves_before_a_wake_word(
