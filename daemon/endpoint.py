@@ -57,7 +57,9 @@ class Endpointer:
         self._voiced_run = 0  # consecutive sub-frames webrtcvad called voiced (hangover included)
         # A voiced run always carries the short hangover, so a click must not count it as speech.
         self._start_samples = _samples(settings.speech_start_ms) + self._hangover[0] * VAD_FRAME_SAMPLES
-        self._end_samples = _samples(settings.end_silence_ms)
+        # Silence is counted in whole 30 ms VAD frames: round end_silence_ms to the nearest frame (700 → 690)
+        # rather than always up (700 → 720), so the decision lands as close as it can to the setting.
+        self._end_samples = max(1, round(_samples(settings.end_silence_ms) / VAD_FRAME_SAMPLES)) * VAD_FRAME_SAMPLES
         self._default_timeout = _samples(settings.start_timeout_s * 1000)
         self._timeout_samples = self._default_timeout
         self._max_samples = _samples(settings.max_utterance_s * 1000)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 INPUT_RATE_HZ = 16_000
 """Every capture frame is converted to this rate before anything else sees it."""
-FRAME_SAMPLES = 320
-"""20 ms at 16 kHz: short enough that the endpoint decision and the upstream audio are never held back by
-framing (an 80 ms frame adds up to 80 ms to every end-of-speech decision)."""
+FRAME_SAMPLES = 480
+"""30 ms at 16 kHz: exactly one webrtcvad frame, so the end-of-speech decision is made the moment the audio
+that completes it arrives (an 80 ms frame would add up to 80 ms to every decision)."""
 WAKE_STEP_SAMPLES = 1280
 """80 ms: openWakeWord's native step; the assistant hands the detector blocks of exactly this size."""
 SAMPLE_WIDTH = 2

@@ -59,12 +59,12 @@ async def _collect(source: PyAudioSource | WavSource, limit_s: float = 30.0) -> 
 
 
 async def test_wav_source_frames_offsets_and_eof(tmp_path: Path) -> None:
-    path = write_wav(tmp_path / "s.wav", tone(300, 0.99, 44_100), 44_100, channels=2)
+    path = write_wav(tmp_path / "s.wav", tone(300, 1.0, 44_100), 44_100, channels=2)
     source = open_source(AudioSettings(input=f"wav:{path}", realtime_pace=False), Trace())
     frames = await _collect(source)
     assert all(len(f.pcm) == FRAME_SAMPLES * 2 for f in frames)
     assert [f.sample for f in frames] == [i * FRAME_SAMPLES for i in range(len(frames))]
-    assert len(frames) == -(-15_840 // FRAME_SAMPLES)  # 0.99 s → 49.5 frames → 50, the last zero-padded
+    assert len(frames) == -(-16_000 // FRAME_SAMPLES)  # 1 s → 33.3 frames → 34, the last zero-padded
     last = np.frombuffer(frames[-1].pcm, "<i2")
     assert not last[FRAME_SAMPLES // 2 + 10 :].any()
     assert rms(np.frombuffer(frames[3].pcm, "<i2")) == pytest.approx(0.5 * 32767 / np.sqrt(2), rel=0.05)
