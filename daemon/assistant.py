@@ -236,6 +236,9 @@ class Assistant:
                 sink.write(chunk)
             if started:
                 await sink.drain()
+            if self._turn is not asyncio.current_task():
+                return  # interrupted while the last audio played: the interrupter owns the state now
+            self._turn = None
             if not started:
                 self._play_chime("error")
                 self.sm.handle(Trigger.FAILED, "no answer")
@@ -262,10 +265,10 @@ class Assistant:
 
     async def _interrupt(self, reason: str) -> int:
         """Silence the answer now, cancel the turn, tell the responder how much was heard."""
+        turn, self._turn = self._turn, None  # detached first: a turn woken by the stop must not carry on
         played = int(self.parts.sink.stop())
-        if self._turn is not asyncio.current_task():
-            await cancel_task(self._turn)
-        self._turn = None
+        if turn is not asyncio.current_task():
+            await cancel_task(turn)
         self.parts.endpointer.stop()
         await self.parts.responder.interrupt(played)
         self.trace.emit("interrupted", reason=reason, played_ms=played)
@@ -323,15 +326,20 @@ class Assistant:
                 await self._wait_until_quiet()
             self.trace.emit("announcement", text=text, priority=priority)
             self.sm.handle(Trigger.ANNOUNCE, "announcement")
+            me = asyncio.current_task()
+            if self.sm.state is State.RESPONDING:
+                self._turn = me  # a barge-in or stop cancels it like an answer
             sink = self.parts.sink
             sink.begin()
             try:
                 async for chunk in voice.speak(text):
                     sink.write(chunk)
                 await sink.drain()
-            finally:
-                if self.sm.state is State.RESPONDING and self._turn is None:
+                if self._turn is me and self.sm.state is State.RESPONDING:
                     self.sm.handle(Trigger.ANSWER_DONE, "announcement done")
+            finally:  # cancelled by a barge-in or stop: the interrupter decides the next state
+                if self._turn is me:
+                    self._turn = None
 
     async def _wait_until_quiet(self) -> None:
         while self.sm.state in ACTIVE:

@@ -100,3 +100,32 @@ async def test_chime_responder_closes_the_loop_with_no_cloud_and_no_voice(
     assert run.states() == ["listening", "processing", "responding", "idle"]
     assert run.events("fallback") == []
     assert 0.1 < wav_seconds(tmp_path / "out.wav") < 1.0  # the short "done" chime
+
+
+async def test_wake_word_cuts_an_announcement_short(tmp_path: Path, speech: Speech, models_dir: Path) -> None:
+    """An announcement is interrupted by "hey jarvis" like an answer: silenced, and the new turn listens."""
+    import asyncio
+
+    from tests.harness import start, wait_for_event
+
+    clip = speech.concat([speech.espeak("Hey Jarvis"), speech.espeak("Stop")], [4.0, 0.3, 2.0])
+    settings = settings_for(tmp_path, models_dir, speech.wav(clip, "pipeline-announce"), audio={"realtime_pace": True})
+    daemon, run = await start(settings)
+    task = asyncio.create_task(daemon.assistant.run())
+    try:
+        await asyncio.sleep(0.5)
+        daemon.assistant.say(
+            "This is a long announcement. The washing machine has finished its cycle. Please take the laundry out. "
+            "Dinner will be ready in twenty minutes. The weather tomorrow will be sunny and warm."
+        )
+        await wait_for_event(run, "announcement", timeout_s=10)
+        interrupted = await wait_for_event(run, "interrupted", timeout_s=20)
+        await asyncio.wait_for(task, 60)
+    finally:
+        await daemon.aclose()
+    assert interrupted["reason"] == "barge-in"
+    assert run.states()[:2] == ["responding", "listening"]
+    stopped = [r for r in run.events("playback_stopped") if r["reason"] == "stopped"]
+    assert stopped and stopped[0]["played_ms"] < 9000  # cut short, not played to the end
+    after = [r for r in run.records if r["t"] > interrupted["t"] and r["event"] == "playback_started"]
+    assert all(r["t"] >= run.first("speech_ended")["t"] for r in after)  # nothing more of the announcement
