@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sys
 
-from daemon import __version__, config, service
+from daemon import __version__, config, config_file, service
 from daemon.config import ConfigError, Secrets, Settings
 
 log = logging.getLogger("daemon")
@@ -62,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
-    return config.load(getattr(args, "config", None), getattr(args, "overrides", []))
+    return config_file.load(getattr(args, "config", None), getattr(args, "overrides", []))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from daemon import config
+from daemon import config, config_file
 
 AUTH_USER, AUTH_PASSWORD = "hark", "s3cret-pw"
 
@@ -318,7 +318,7 @@ def mqtt_settings(port: int, device_id: str = "testbox", **mqtt: Any) -> config.
     raw = {"mqtt": {"host": "127.0.0.1", "port": port, "device_id": device_id, **mqtt}, "tools": tools}
     raw["mqtt"].setdefault("reconnect_min_s", 1.0)
     raw["mqtt"].setdefault("reconnect_max_s", 2.0)
-    return config.from_dict(raw)
+    return config_file.from_dict(raw)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daemon import app, config
+from daemon import app, config_file
 from daemon.app import Daemon
 from daemon.config import Secrets, Settings
 from daemon.trace import Trace
@@ -38,7 +38,7 @@ def settings_for(tmp: Path, models_dir: Path, wav: Path | None = None, **section
         "conversation": {"followup_seconds": 0},
         "realtime": {"transcription_model": ""},
     }
-    return config.from_dict(merge(raw, sections))
+    return config_file.from_dict(merge(raw, sections))
 
 
 @dataclass

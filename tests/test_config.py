@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon import config
+from daemon import config_file
 from daemon.config import ConfigError, Secrets, Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ def hark(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 
 def test_shipped_config_toml_is_exactly_the_defaults() -> None:
-    assert config.load(REPO / "config.toml") == Settings()
+    assert config_file.load(REPO / "config.toml") == Settings()
 
 
 @pytest.mark.parametrize(
@@ -58,13 +58,13 @@ def test_bad_config_names_key_value_and_expectation(tmp_path: Path, toml: str, e
     path = tmp_path / "config.toml"
     path.write_text(toml)
     with pytest.raises(ConfigError) as err:
-        config.load(path)
+        config_file.load(path)
     assert expected in str(err.value)
     assert "sk-123" not in str(err.value) and "hunter2" not in str(err.value)
 
 
 def test_set_overrides_parse_toml_values_and_reject_nonsense() -> None:
-    s = config.load(
+    s = config_file.load(
         REPO / "config.toml",
         [
             "wake.threshold=0.6",
@@ -77,9 +77,9 @@ def test_set_overrides_parse_toml_values_and_reject_nonsense() -> None:
     assert [m.name for m in s.wake.models] == ["alexa", "hey_jarvis"]
     assert s.fallback.messages.timeout == "Too slow"
     with pytest.raises(ConfigError, match="expected section.key=value"):
-        config.load(REPO / "config.toml", ["threshold"])
+        config_file.load(REPO / "config.toml", ["threshold"])
     with pytest.raises(ConfigError, match=r"wake\.threshold = 'high'"):
-        config.load(REPO / "config.toml", ["wake.threshold=high"])
+        config_file.load(REPO / "config.toml", ["wake.threshold=high"])
 
 
 def test_secrets_come_from_the_environment_and_never_show() -> None:

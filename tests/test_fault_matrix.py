@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from daemon import config
+from daemon import config_file
 from daemon.assistant import cancel_task
 from tests.fixtures_audio import PulseRig
 from tests.fixtures_mqtt import Broker, MqttProbe
@@ -51,7 +51,7 @@ def fault_settings(tmp: Path, models_dir: Path, wav: Path | None, url: str, brok
         "realtime": {"url": url, "transcription_model": "", "connect_timeout": 2.0, "response_timeout": 2.0},
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "device_id": DEVICE, "reconnect_max_s": 2.0},
     }
-    return config.from_dict(merge(raw, extra))
+    return config_file.from_dict(merge(raw, extra))
 
 
 def loud_seconds(path: Path, level: int = 1000) -> float:

@@ -123,12 +123,12 @@ async def test_clean_stop_publishes_offline(mosquitto: Broker, mqtt_probe: Any) 
 
 VICTIM = """
 import asyncio, sys
-from daemon import config
+from daemon import config_file
 from daemon.mqtt import MqttBridge
 from tests.fixtures_mqtt import RecordingController
 
 async def main() -> None:
-    s = config.from_dict({"mqtt": {"host": "127.0.0.1", "port": int(sys.argv[1]), "device_id": "victim"}})
+    s = config_file.from_dict({"mqtt": {"host": "127.0.0.1", "port": int(sys.argv[1]), "device_id": "victim"}})
     MqttBridge(s, "", RecordingController(), asyncio.get_running_loop(), ["hey_jarvis"]).start()
     await asyncio.sleep(120)
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from daemon.config import ToolSettings, from_dict
+from daemon.config import ToolSettings
+from daemon.config_file import from_dict
 from daemon.tools import ToolRegistry
 
 LIGHT = ToolSettings(
