@@ -188,14 +188,11 @@ class Assistant(Controls):
             await self._interrupt("barge-in")
         self._begin_listening(f"wake word {det.model}", det.sample + WAKE_STEP_SAMPLES, preroll=True)
 
-    def _begin_listening(self, reason: str, sample: int, preroll: bool, timeout_s: float | None = None) -> bool:
+    def _begin_listening(self, reason: str, sample: int, preroll: bool) -> bool:
         if self.sm.handle(Trigger.WAKE, reason) is None:
             return False
         self._play_chime("wake")
-        if timeout_s is None:
-            self.parts.endpointer.start(sample)
-        else:
-            self.parts.endpointer.start(sample, start_timeout_s=timeout_s)
+        self.parts.endpointer.start(sample)
         self.parts.responder.prepare()
         if preroll:
             for frame in self._preroll:

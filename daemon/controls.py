@@ -37,7 +37,7 @@ class Controls:
     async def _interrupt(self, reason: str) -> int:
         raise NotImplementedError
 
-    def _begin_listening(self, reason: str, sample: int, preroll: bool, timeout_s: float | None = None) -> bool:
+    def _begin_listening(self, reason: str, sample: int, preroll: bool) -> bool:
         raise NotImplementedError
 
     def _start_turn(self, chunks: Any) -> None:
