@@ -21,12 +21,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from daemon import config_file
 from daemon.assistant import cancel_task
 from tests.fixtures_audio import PulseRig
 from tests.fixtures_mqtt import Broker, MqttProbe
 from tests.fixtures_realtime import API_KEY, wait_until
-from tests.harness import merge, start, wait_for_event
+from tests.harness import merge, settings_for, start, wait_for_event
 from tests.realtime_server import Reply, ThreadedRealtimeServer, tone
 from tests.speech import Speech
 from tests.test_local_voice_e2e import speech_seconds
@@ -39,19 +38,11 @@ ProbeFactory = Callable[..., MqttProbe]
 
 def fault_settings(tmp: Path, models_dir: Path, wav: Path | None, url: str, broker_port: int, **extra: Any):
     """Harness settings plus the broker (fast reconnect) and the server (short timeouts)."""
-    raw: dict[str, Any] = {
-        "audio": {
-            "input": f"wav:{wav}" if wav else "default",
-            "output": f"wav:{tmp / 'out.wav'}",
-            "realtime_pace": False,
-        },
-        "paths": {"models": str(models_dir), "state": str(tmp / "state")},
-        "chimes": {"wake": "", "done": "", "error": ""},
-        "conversation": {"followup_seconds": 0},
-        "realtime": {"url": url, "transcription_model": "", "connect_timeout": 2.0, "response_timeout": 2.0},
+    base = {
+        "realtime": {"url": url, "connect_timeout": 2.0, "response_timeout": 2.0},
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "device_id": DEVICE, "reconnect_max_s": 2.0},
     }
-    return config_file.from_dict(merge(raw, extra))
+    return settings_for(tmp, models_dir, wav, **merge(base, extra))
 
 
 def loud_seconds(path: Path, level: int = 1000) -> float:
