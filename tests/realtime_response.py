@@ -80,7 +80,8 @@ class ResponseStream:
             return await self._text()
         return await self._audio()
 
-    async def _audio(self) -> str:
+    def _new_message_item(self) -> tuple[str, dict[str, Any]]:
+        """An assistant message item, in progress, added to this response's output."""
         item_id = self.server.new_id("item")
         item: dict[str, Any] = {
             "id": item_id,
@@ -91,6 +92,10 @@ class ResponseStream:
             "content": [],
         }
         self.output.append(item)
+        return item_id, item
+
+    async def _audio(self) -> str:
+        item_id, item = self._new_message_item()
         self.session.item_audio[item_id] = 0
         await self.session.send(self._base("response.output_item.added", item=item))
         await self.session.send(
@@ -153,16 +158,7 @@ class ResponseStream:
         return False
 
     async def _text(self) -> str:
-        item_id = self.server.new_id("item")
-        item: dict[str, Any] = {
-            "id": item_id,
-            "object": "realtime.item",
-            "type": "message",
-            "role": "assistant",
-            "status": "in_progress",
-            "content": [],
-        }
-        self.output.append(item)
+        item_id, item = self._new_message_item()
         await self.session.send(self._base("response.output_item.added", item=item))
         words = self.reply.transcript.split()
         for i, word in enumerate(words):
