@@ -108,10 +108,6 @@ class CircuitBreaker:
         return "closed" if self._next_probe_at is None else "open"
 
     @property
-    def consecutive_failures(self) -> int:
-        return self._consecutive
-
-    @property
     def next_probe_at(self) -> float | None:
         """Clock time of the next allowed probe; None while closed."""
         return self._next_probe_at

@@ -72,8 +72,6 @@ class Receiver:
         self.daily = DailyTotal()
         self.spend: DailyCost | None = None
         """Today's spend kept across restarts (daemon); None = counted in memory only (`daily`)."""
-        self.last_usage: Usage | None = None
-        self.last_cost_usd = 0.0
 
     @property
     def connected(self) -> bool:
@@ -284,7 +282,6 @@ class Receiver:
         self.daily.add(usage, cost)
         if self.spend is not None:
             self.spend.add(cost)
-        self.last_usage, self.last_cost_usd = usage, cost
         self._trace.emit("response_done", status=status, usage=usage.as_dict(), cost_usd=round(cost, 6))
         if rid == self._response_id:
             self._response_id = ""

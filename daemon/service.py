@@ -15,7 +15,6 @@ import re
 import signal
 import socket
 import sys
-import time
 from collections.abc import Callable, Coroutine
 from typing import IO, Any
 
@@ -53,16 +52,6 @@ def status(text: str) -> bool:
 def stopping(text: str = "") -> bool:
     """Tell systemd a clean shutdown has begun (sent on SIGTERM, before the 10 s stop timeout runs out)."""
     return notify("STOPPING=1", *([f"STATUS={_one_line(text)}"] if text else []))
-
-
-def reloading() -> bool:
-    """Sent on SIGHUP before the config is re-read; follow with ready() when done."""
-    return notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
-
-
-def extend_timeout(seconds: float) -> bool:
-    """Ask for more start-up time (a first model load on a Pi can exceed the default 90 s)."""
-    return notify(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}")
 
 
 def _one_line(text: str) -> str:

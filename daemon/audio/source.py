@@ -36,7 +36,6 @@ from daemon.trace import Trace
 log = logging.getLogger(__name__)
 
 FRAME_BYTES = FRAME_SAMPLES * SAMPLE_WIDTH
-FRAME_S = FRAME_SAMPLES / INPUT_RATE_HZ
 QUEUE_FRAMES = 200
 """4 s of audio: if the loop falls this far behind, the oldest frames are dropped (never the callback)."""
 DROP_WARN_EVERY_S = 10.0
