@@ -13,21 +13,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon import service
-from daemon.assistant import Assistant, Parts
+from daemon.answer.cloud import CloudResponder
+from daemon.answer.responder import ChimeResponder, Responder
+from daemon.answer.tools import ToolRegistry
+from daemon.answer.voice import LocalVoice, VoiceError
 from daemon.audio.chimes import builtin_chime, load_chimes
 from daemon.audio.sink import open_sink
 from daemon.audio.source import open_source
-from daemon.cloud import CloudResponder
-from daemon.config import Secrets, Settings
-from daemon.endpoint import Endpointer
-from daemon.persist import ChoiceStore, RuntimeChoices
-from daemon.responder import ChimeResponder, Responder
-from daemon.states import State
-from daemon.tools import ToolRegistry
-from daemon.trace import Trace
-from daemon.voice import LocalVoice, VoiceError
-from daemon.wake import WakeDetector
+from daemon.config.settings import Secrets, Settings
+from daemon.core.assistant import Assistant, Parts
+from daemon.core.choices import ChoiceStore, RuntimeChoices
+from daemon.core.states import State
+from daemon.listen.endpoint import Endpointer
+from daemon.listen.wake import WakeDetector
+from daemon.observe.trace import Trace
+from daemon.system import service
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ async def build(settings: Settings, secrets: Secrets, trace: Trace) -> Daemon:
 def make_responder(
     settings: Settings, secrets: Secrets, trace: Trace, voice: LocalVoice | None, tools: ToolRegistry
 ) -> CloudResponder:
-    """The Realtime model answers; the local voice answers whenever it cannot (see daemon.cloud)."""
+    """The Realtime model answers; the local voice answers whenever it cannot (see daemon.answer.cloud)."""
     return CloudResponder(settings, secrets, trace, voice, tools)
 
 
@@ -115,7 +115,7 @@ async def _local_voice(settings: Settings) -> LocalVoice | None:
 async def _attach_mqtt(daemon: Daemon, secrets: Secrets, wake_names: list[str]) -> None:
     if not daemon.settings.mqtt.host:
         return
-    from daemon.mqtt_link import attach
+    from daemon.mqtt.link import attach
 
     await attach(daemon, secrets, wake_names)
 
@@ -130,7 +130,7 @@ async def run(settings: Settings, secrets: Secrets, trace_path: str | None = Non
     trace.subscribe(_status_line)
     metrics = None
     if settings.metrics.port:
-        from daemon.metrics import Metrics
+        from daemon.observe.metrics import Metrics
 
         metrics = Metrics(trace)
         metrics.start(settings.metrics.port, settings.metrics.host)

@@ -26,8 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.config import BUILTIN_WAKE_MODELS, Settings  # noqa: E402
-from daemon.events import INPUT_RATE_HZ, WAKE_STEP_SAMPLES  # noqa: E402
+from daemon.audio.frames import INPUT_RATE_HZ, WAKE_STEP_SAMPLES  # noqa: E402
+from daemon.config.settings import BUILTIN_WAKE_MODELS, Settings  # noqa: E402
 
 ONE_MODEL = ("hey_jarvis",)
 THREE_MODELS = ("hey_jarvis", "alexa", "hey_mycroft")
@@ -80,7 +80,7 @@ def bare_job(wav: Path, models_dir: Path, names: list[str]) -> dict[str, Any]:
     import numpy as np
     from openwakeword.model import Model
 
-    from daemon.models import feature_model_paths, wake_model_path
+    from daemon.config.models import feature_model_paths, wake_model_path
     from tests.speech import read_wav
 
     pcm, rate = read_wav(wav)

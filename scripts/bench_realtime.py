@@ -26,8 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.config import AudioSettings, EndpointSettings, Settings  # noqa: E402
-from daemon.events import INPUT_RATE_HZ  # noqa: E402
+from daemon.audio.frames import INPUT_RATE_HZ  # noqa: E402
+from daemon.config.settings import AudioSettings, EndpointSettings, Settings  # noqa: E402
 
 API_KEY = "sk-bench-hark"
 ANSWER_MS = 4000

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil  # noqa: E402
 
-from daemon.config import FallbackSettings, Settings  # noqa: E402
-from daemon.voice import LocalVoice  # noqa: E402
+from daemon.answer.voice import LocalVoice  # noqa: E402
+from daemon.config.settings import FallbackSettings, Settings  # noqa: E402
 
 ONE = "The kitchen light is now off."
 FIVE = (

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.fixtures_speech import default_models_dir  # noqa: E402
 from tests.speech import Speech  # noqa: E402
-from tests.test_soak import CYCLE_S, MAX_GROWTH, soak, write_soak_wav  # noqa: E402
+from tests.system.test_soak import CYCLE_S, MAX_GROWTH, soak, write_soak_wav  # noqa: E402
 
 
 def main() -> int:

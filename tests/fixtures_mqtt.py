@@ -21,7 +21,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from daemon import config, config_file
+from daemon.config import loader as config_file
+from daemon.config import settings as config
 
 AUTH_USER, AUTH_PASSWORD = "hark", "s3cret-pw"
 
@@ -324,7 +325,7 @@ def mqtt_settings(port: int, device_id: str = "testbox", **mqtt: Any) -> config.
 @pytest.fixture
 async def mqtt_bridge() -> AsyncIterator[Callable[..., Any]]:
     """Factory: mqtt_bridge(settings, password="", wake_models=[...]) → (bridge, controller), started."""
-    from daemon.mqtt import MqttBridge
+    from daemon.mqtt.bridge import MqttBridge
 
     bridges: list[MqttBridge] = []
 

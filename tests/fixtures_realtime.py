@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from daemon.config import CostSettings, RealtimeSettings
-from daemon.realtime import RealtimeClient
-from daemon.tools import ToolRegistry
-from daemon.trace import Trace
+from daemon.answer.realtime.client import RealtimeClient
+from daemon.answer.tools import ToolRegistry
+from daemon.config.settings import CostSettings, RealtimeSettings
+from daemon.observe.trace import Trace
 from tests.realtime_server import ThreadedRealtimeServer
 
 API_KEY = "sk-test-hark"

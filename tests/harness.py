@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daemon import app, config_file
+from daemon import app
 from daemon.app import Daemon
-from daemon.config import Secrets, Settings
-from daemon.trace import Trace
+from daemon.config import loader as config_file
+from daemon.config.settings import Secrets, Settings
+from daemon.observe.trace import Trace
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import soxr
 
-from daemon.events import INPUT_RATE_HZ, WAKE_STEP_SAMPLES, AudioFrame
+from daemon.audio.frames import INPUT_RATE_HZ, WAKE_STEP_SAMPLES, AudioFrame
 
 AUDIBLE = 0.01
 """A sample counts as speech when it reaches 1 % of the part's peak (−40 dB): quieter tails are inaudible."""

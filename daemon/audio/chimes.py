@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from daemon.audio.frames import AudioChunk
 from daemon.audio.resample import AudioFileError, read_wav_mono16
-from daemon.config import ChimeSettings
-from daemon.events import AudioChunk
+from daemon.config.settings import ChimeSettings
 
 CHIME_RATE_HZ = 24_000
 CHIME_NAMES = ("wake", "done", "error")

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import pyaudio
 
-from daemon.events import INPUT_RATE_HZ
+from daemon.audio.frames import INPUT_RATE_HZ
 
 log = logging.getLogger(__name__)
 

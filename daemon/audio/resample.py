@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from daemon.events import INPUT_RATE_HZ, SAMPLE_WIDTH
+from daemon.audio.frames import INPUT_RATE_HZ, SAMPLE_WIDTH
 
 WAV_BLOCK_FRAMES = 16_384
 """Frames read from a WAV file per step: small enough for a Pi's memory, large enough to be cheap."""

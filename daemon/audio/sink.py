@@ -22,10 +22,10 @@ import numpy as np
 import pyaudio
 
 from daemon.audio import devices
+from daemon.audio.frames import SAMPLE_WIDTH, AudioChunk
 from daemon.audio.resample import StreamResampler, to_mono16
-from daemon.config import AudioSettings
-from daemon.events import SAMPLE_WIDTH, AudioChunk
-from daemon.trace import Trace
+from daemon.config.settings import AudioSettings
+from daemon.observe.trace import Trace
 
 log = logging.getLogger(__name__)
 

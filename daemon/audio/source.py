@@ -20,9 +20,7 @@ from typing import Any
 import pyaudio
 
 from daemon.audio import devices
-from daemon.audio.resample import StreamResampler, iter_wav_mono16, open_wav, to_mono16
-from daemon.config import AudioSettings
-from daemon.events import (
+from daemon.audio.frames import (
     FRAME_SAMPLES,
     INPUT_RATE_HZ,
     SAMPLE_WIDTH,
@@ -31,7 +29,9 @@ from daemon.events import (
     DeviceRestored,
     SourceItem,
 )
-from daemon.trace import Trace
+from daemon.audio.resample import StreamResampler, iter_wav_mono16, open_wav, to_mono16
+from daemon.config.settings import AudioSettings
+from daemon.observe.trace import Trace
 
 log = logging.getLogger(__name__)
 

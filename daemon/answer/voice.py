@@ -1,0 +1,298 @@
+"""The local Piper voice: sentence-by-sentence synthesis off the event loop.
+
+Why sentences: the first sentence should be playing while the rest is still being synthesized, so a long
+answer starts as fast as a short one. Why one worker thread: Piper is CPU work (onnxruntime releases the GIL),
+one sentence at a time keeps the order and never lets synthesis compete with itself for the Pi's cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
+
+from daemon.audio.frames import AudioChunk
+from daemon.config.models import FETCH_HINT, ModelError, piper_voice_path
+from daemon.config.settings import FallbackSettings
+
+if TYPE_CHECKING:
+    from piper import PiperVoice
+
+log = logging.getLogger(__name__)
+
+MAX_SENTENCE_CHARS = 200
+"""Longest piece handed to Piper at once: bounds both time to first audio and how long a cancel waits."""
+
+_ABBREVIATIONS = frozenset(
+    ("mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "etc", "e.g", "i.e", "cf", "approx")
+    + (
+        "a.m",
+        "p.m",
+        "no",
+        "nos",
+        "fig",
+        "inc",
+        "ltd",
+        "co",
+        "corp",
+        "dept",
+        "est",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+    )
+    + ("jul", "aug", "sep", "sept", "oct", "nov", "dec", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+)
+_TERMINATORS = ".!?…"
+_CLOSERS = "\"')]}»”’"
+_SOFT_BREAKS = re.compile(r"[,;:–—]\s")
+_LOOKAHEAD = 2
+"""Sentences submitted but not yet played out: the one being yielded and the next, synthesizing meanwhile."""
+
+
+_Pending: TypeAlias = "asyncio.Future[list[AudioChunk]] | BaseException | None"
+
+
+class VoiceError(Exception):
+    """The local voice cannot speak: the message says which file and how to fix it."""
+
+
+class SentenceSplitter:
+    """Cuts streamed text into sentences as soon as each one is certainly complete.
+
+    A terminator only counts once the character after it is known (whitespace), so "3." + "5" and "Dr." +
+    " Smith" arriving as separate deltas are handled like the whole text. Text that runs on without an end is
+    cut at `max_chars`, preferring a comma or a space, so Piper never gets an unbounded piece.
+    """
+
+    def __init__(self, max_chars: int = MAX_SENTENCE_CHARS) -> None:
+        if max_chars < 20:
+            raise ValueError(f"max_chars={max_chars}: expected at least 20 characters")
+        self.max_chars = max_chars
+        self._buf = ""
+
+    def feed(self, delta: str) -> list[str]:
+        """Add text; return the sentences it completed (possibly none)."""
+        if not isinstance(delta, str):
+            raise TypeError(f"SentenceSplitter.feed expects str, got {type(delta).__name__}")
+        self._buf = (self._buf + delta).lstrip()
+        out: list[str] = []
+        while True:
+            cut = self._find_end(self._buf[: self.max_chars + 1])  # +1: the character after a last "."
+            if cut is None and len(self._buf) > self.max_chars:
+                cut = self._soft_cut(self._buf)
+            if cut is None:
+                return out
+            piece, self._buf = self._buf[:cut].strip(), self._buf[cut:].lstrip()
+            if piece:
+                out.append(piece)
+
+    def flush(self) -> str:
+        """The rest of the text (end of stream), stripped; resets the splitter."""
+        rest, self._buf = self._buf.strip(), ""
+        return rest
+
+    def split(self, text: str) -> list[str]:
+        """All sentences of a complete text."""
+        sentences = self.feed(text)
+        rest = self.flush()
+        return [*sentences, rest] if rest else sentences
+
+    def _find_end(self, buf: str) -> int | None:
+        for i, ch in enumerate(buf):
+            if ch == "\n":
+                if buf[:i].strip():
+                    return i + 1
+                continue
+            if ch not in _TERMINATORS:
+                continue
+            end = i + 1
+            while end < len(buf) and buf[end] in _CLOSERS:
+                end += 1
+            if end >= len(buf):
+                return None  # the next character decides: wait for more text
+            if buf[end].isspace() and not self._is_abbreviation(buf, i):
+                return end
+        return None
+
+    @staticmethod
+    def _is_abbreviation(buf: str, dot: int) -> bool:
+        if buf[dot] != ".":
+            return False
+        start = dot
+        while start > 0 and not buf[start - 1].isspace():
+            start -= 1
+        word = buf[start:dot].lstrip("\"'([").lower()
+        if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+            return True  # "Dr.", "e.g.", initials like "J."
+        line_start = buf.rfind("\n", 0, start) + 1
+        return word.isdigit() and not buf[line_start:start].strip()  # "1. " list marker
+
+    def _soft_cut(self, buf: str) -> int:
+        window = buf[: self.max_chars]
+        soft = [m.end() for m in _SOFT_BREAKS.finditer(window)]
+        if soft and soft[-1] > self.max_chars // 3:
+            return soft[-1]
+        space = window.rfind(" ")
+        return space + 1 if space > self.max_chars // 3 else self.max_chars
+
+
+class LocalVoice:
+    """Piper behind an async interface: `await load()`, then `async for chunk in speak(text)`."""
+
+    def __init__(self, settings: FallbackSettings, models_dir: Path) -> None:
+        self.settings = settings
+        self.models_dir = models_dir
+        self.path: Path | None = None
+        """The voice file, once loaded."""
+        self._voice: PiperVoice | None = None
+        self._load_lock = asyncio.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hark-piper")
+        self.sentences_synthesized = 0
+        """Sentences finished by the worker (counted on the loop): for metrics and ordering checks."""
+        self.load_seconds: float | None = None
+        self._closed = False
+
+    @property
+    def loaded(self) -> bool:
+        return self._voice is not None
+
+    async def start(self) -> None:
+        """At daemon start: load now when fallback.load = "start" (the default), else on first use.
+
+        Why "start" by default: loading costs ~1-2.5 s, and the voice is needed exactly when the cloud
+        just failed; ~140 MB of RSS is cheap on a Pi 4/5. "lazy" suits 512 MB boards that rarely fall back.
+        """
+        if self.settings.load == "start":
+            await self.load()
+
+    async def load(self) -> None:
+        """Load the voice once (in the worker: ~1 s of file reading and ONNX setup)."""
+        async with self._load_lock:
+            if self._voice is not None:
+                return
+            if self._closed:
+                raise VoiceError("this LocalVoice was closed (daemon shutting down): it cannot speak again")
+            started = time.monotonic()
+            loop = asyncio.get_running_loop()
+            try:
+                self.path, self._voice = await loop.run_in_executor(
+                    self._executor, _load_piper, self.settings.voice, self.models_dir
+                )
+            except ModelError as e:
+                raise VoiceError(str(e)) from e
+            self.load_seconds = time.monotonic() - started
+            log.info("Piper voice %s loaded in %.2f s", self.path, self.load_seconds)
+
+    async def speak(self, text: str) -> AsyncIterator[AudioChunk]:
+        """Speak a complete text; the first sentence's audio comes out while later ones are synthesized."""
+        if not isinstance(text, str):
+            raise TypeError(f"LocalVoice.speak expects str, got {type(text).__name__}")
+        async for chunk in self.speak_stream(_once(text)):
+            yield chunk
+
+    async def speak_stream(self, deltas: AsyncIterable[str]) -> AsyncIterator[AudioChunk]:
+        """Speak text that arrives in pieces (text-mode answers): each sentence as soon as it is complete.
+
+        Closing or cancelling the consumer stops synthesis: queued sentences are dropped and the worker
+        finishes at most the sentence it is on.
+        """
+        await self.load()
+        stop = threading.Event()
+        ahead = asyncio.Semaphore(_LOOKAHEAD)
+        pending: asyncio.Queue[_Pending] = asyncio.Queue()
+        producer = asyncio.create_task(self._produce(deltas, stop, ahead, pending), name="hark-piper-feed")
+        try:
+            while (item := await pending.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                for chunk in await item:
+                    yield chunk
+                ahead.release()
+        finally:
+            stop.set()
+            producer.cancel()
+            while not pending.empty():
+                left = pending.get_nowait()
+                if isinstance(left, asyncio.Future):
+                    left.cancel()
+
+    async def _produce(
+        self,
+        deltas: AsyncIterable[str],
+        stop: threading.Event,
+        ahead: asyncio.Semaphore,
+        pending: asyncio.Queue[_Pending],
+    ) -> None:
+        """Submit sentences to the worker in order, at most `_LOOKAHEAD` not yet played out."""
+        splitter = SentenceSplitter()
+        try:
+            async for delta in deltas:
+                for sentence in splitter.feed(delta):
+                    await ahead.acquire()
+                    pending.put_nowait(self._submit(sentence, stop))
+            if rest := splitter.flush():
+                await ahead.acquire()
+                pending.put_nowait(self._submit(rest, stop))
+        except Exception as e:  # the text source failed: hand the error to the consumer
+            pending.put_nowait(e)
+            return
+        pending.put_nowait(None)
+
+    def _submit(self, sentence: str, stop: threading.Event) -> asyncio.Future[list[AudioChunk]]:
+        assert self._voice is not None
+        fut = asyncio.get_running_loop().run_in_executor(
+            self._executor, _synthesize, self._voice, sentence, self.settings.volume, stop
+        )
+        fut.add_done_callback(self._count)
+        return fut
+
+    def _count(self, fut: asyncio.Future[list[AudioChunk]]) -> None:
+        if not fut.cancelled() and fut.exception() is None and fut.result():
+            self.sentences_synthesized += 1
+
+    async def close(self) -> None:
+        """Let the worker finish its current sentence and stop; the voice cannot speak afterwards."""
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+        self._voice = None
+
+
+async def _once(text: str) -> AsyncIterator[str]:
+    yield text
+
+
+def _load_piper(voice: str, models_dir: Path) -> tuple[Path, PiperVoice]:
+    """Worker thread: find the files (daemon.config.models says what to do when they are missing), then load."""
+    path = piper_voice_path(voice, models_dir)
+    from piper import PiperVoice  # imported here: pulls in onnxruntime, only when a voice is needed
+
+    try:
+        return path, PiperVoice.load(path)
+    except Exception as e:  # onnxruntime / json raise many types for a broken file
+        raise VoiceError(f"cannot load Piper voice {path}: {e}; {FETCH_HINT} again") from e
+
+
+def _synthesize(voice: PiperVoice, sentence: str, volume: float, stop: threading.Event) -> list[AudioChunk]:
+    """Worker thread: one sentence → chunks (Piper may split it further), skipped once `stop` is set."""
+    from piper import SynthesisConfig
+
+    out: list[AudioChunk] = []
+    if stop.is_set():
+        return out
+    try:
+        for chunk in voice.synthesize(sentence, SynthesisConfig(volume=volume)):
+            if stop.is_set():
+                break
+            out.append(AudioChunk(chunk.audio_int16_bytes, chunk.sample_rate, chunk.sample_channels))
+    except Exception as e:  # espeak/onnxruntime errors: name the text so the log shows what failed
+        raise VoiceError(f"Piper could not synthesize {sentence[:60]!r}: {e}") from e
+    return out

@@ -1,0 +1,1 @@
+"""The `hark` command: argument parsing, `check`, `demo` and `say`."""

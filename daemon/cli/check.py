@@ -1,0 +1,81 @@
+"""`hark check`: one line per check, ✓ / ✗ (with the fix) / ! (works, but with less), exit 1 on any ✗."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+from daemon.config.models import missing_models
+from daemon.config.settings import Secrets, Settings
+
+OK, FAIL, WARN = "✓", "✗", "!"
+
+
+def _line(mark: str, text: str) -> None:
+    print(f"{mark} {text}", flush=True)
+
+
+def _audio(settings: Settings) -> list[tuple[str, str]]:
+    from daemon.audio.devices import DeviceError, resolve
+
+    out = []
+    for kind in ("input", "output"):
+        spec = getattr(settings.audio, kind)
+        if spec.startswith("wav:"):
+            path = spec[4:]
+            if kind == "input" and not os.path.isfile(path):
+                out.append((FAIL, f"audio.input: WAV file {path} not found"))
+            else:
+                out.append((OK, f"audio.{kind}: WAV file {path}"))
+            continue
+        try:
+            dev = resolve(spec, kind)
+            out.append((OK, f"audio.{kind}: device {dev.index} {dev.name!r}"))
+        except DeviceError as e:
+            out.append((FAIL, f"{e} (see `hark devices`; set audio.{kind} in the config)"))
+        except Exception as e:  # PortAudio itself failing to start
+            out.append((FAIL, f"audio.{kind}: PortAudio failed: {e} (is portaudio installed?)"))
+    return out
+
+
+async def run_checks(settings: Settings, secrets: Secrets) -> int:
+    results: list[tuple[str, str]] = [(OK, f"config valid; Python {platform.python_version()} on {platform.machine()}")]
+    if sys.version_info < (3, 10):
+        results.append((FAIL, "Python 3.10 or newer is required"))
+    missing = missing_models(settings)
+    results += [(FAIL, m) for m in missing] or [(OK, f"models present in {settings.models_dir}")]
+    results += _audio(settings)
+    if secrets.openai_api_key:
+        results.append((OK, "OPENAI_API_KEY is set"))
+    else:
+        results.append(
+            (
+                WARN,
+                "OPENAI_API_KEY is not set: answers come from the local voice only "
+                "(add it to /etc/hark/env, or export it, to use the Realtime API)",
+            )
+        )
+    if settings.mqtt.host:
+        from daemon.mqtt.bridge import check_broker
+
+        ok, message = await check_broker(settings, secrets.mqtt_password)
+        results.append((OK if ok else FAIL, message))
+    else:
+        results.append((OK, "MQTT off (set mqtt.host to connect to a broker)"))
+    state = settings.state_dir
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        writable = os.access(state, os.W_OK)
+    except OSError:
+        writable = False
+    results.append(
+        (OK, f"state directory {state} writable")
+        if writable
+        else (WARN, f"state directory {state} not writable: mute/volume will not survive a restart")
+    )
+    for mark, text in results:
+        _line(mark, text)
+    failed = sum(1 for mark, _ in results if mark == FAIL)
+    print(f"{failed} problem(s) found" if failed else "all checks passed", flush=True)
+    return 1 if failed else 0

@@ -1,0 +1,131 @@
+"""The `hark` command: builds settings from config.toml and flags, then hands over to daemon.app.
+
+Exit status: 0 done, 1 a check failed or the daemon failed, 2 usage, 78 (EX_CONFIG) bad configuration —
+systemd's RestartPreventExitStatus=78 keeps a bad config from restart-looping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from daemon import __version__
+from daemon.config import loader as config_file
+from daemon.config import settings as config
+from daemon.config.settings import ConfigError, Secrets, Settings
+from daemon.system import service
+
+log = logging.getLogger("daemon")  # the package logger: every module logs under it
+
+
+def _common() -> argparse.ArgumentParser:
+    """--config and --set, accepted before or after the command (`hark --config F run` = `hark run --config F`)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="config file (default: $HARK_CONFIG, /etc/hark/config.toml, else the checkout's config.toml)",
+    )
+    common.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=argparse.SUPPRESS,
+        metavar="SECTION.KEY=VALUE",
+        help="override one setting (repeatable), e.g. --set wake.threshold=0.6",
+    )
+    return common
+
+
+def parser() -> argparse.ArgumentParser:
+    common = _common()
+    p = argparse.ArgumentParser(
+        prog="hark", description="Smart-speaker daemon: wake word → OpenAI Realtime.", parents=[common]
+    )
+    p.add_argument("--version", action="version", version=f"hark {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser("run", help="run the daemon", parents=[common])
+    run.add_argument("--trace", metavar="FILE", help="write a JSON-lines trace of every event")
+    sub.add_parser("check", help="check config, models, audio devices, API key and broker", parents=[common])
+    sub.add_parser("devices", help="list audio input and output devices", parents=[common])
+    demo = sub.add_parser("demo", help="run the whole pipeline on a generated sample utterance", parents=[common])
+    demo.add_argument(
+        "--output",
+        metavar="DEV",
+        help='speaker for the answer (default: the configured one if it exists, else "wav:hark-demo-answer.wav")',
+    )
+    demo.add_argument("--text", default="What time is it?", help="the request spoken after the wake word")
+    demo.add_argument("--trace", metavar="FILE", help="also write the JSON-lines trace here")
+    say = sub.add_parser("say", help="speak text with the local voice through the configured speaker", parents=[common])
+    say.add_argument("text", help="what to say")
+    return p
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    return config_file.load(getattr(args, "config", None), getattr(args, "overrides", []))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command is None:
+        parser().print_help()
+        return 2
+    try:
+        settings = load_settings(args)
+    except ConfigError as e:
+        print(f"hark: {e}", file=sys.stderr)
+        return config.EX_CONFIG
+    service.setup_logging(settings.logging.level)
+    secrets = Secrets.from_env()
+    try:
+        return dispatch(args, settings, secrets)
+    except ConfigError as e:
+        log.error("%s", e)
+        return config.EX_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def dispatch(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
+    if args.command == "run":
+        from daemon import app
+
+        if not secrets.openai_api_key:
+            log.warning(
+                "OPENAI_API_KEY is not set: every answer comes from the local voice. "
+                "Add it to /etc/hark/env (or the environment) to use the Realtime API."
+            )
+        return _run_async(app.run(settings, secrets, args.trace))
+    if args.command == "check":
+        from daemon.cli.check import run_checks
+
+        return _run_async(run_checks(settings, secrets))
+    if args.command == "devices":
+        from daemon.audio.devices import format_devices
+
+        print(format_devices())
+        return 0
+    if args.command == "demo":
+        from daemon.cli.demo import run_demo
+
+        return _run_async(run_demo(settings, secrets, args.text, args.output, args.trace))
+    if args.command == "say":
+        from daemon.cli.demo import say
+
+        return _run_async(say(settings, args.text))
+    raise AssertionError(args.command)
+
+
+def _run_async(coro: object) -> int:
+    try:
+        return int(asyncio.run(coro))  # type: ignore[arg-type]
+    except Exception as e:
+        from daemon.config.models import ModelError
+
+        if isinstance(e, ModelError):
+            log.error("%s", e)
+            return 1
+        raise

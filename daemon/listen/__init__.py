@@ -1,0 +1,1 @@
+"""Listening: the wake word, endpointing and end-of-turn detection (frames in, detections out)."""

@@ -1,0 +1,131 @@
+"""openWakeWord on 80 ms frames → `WakeDetected` events.
+
+Why our own trigger/refractory logic instead of openWakeWord's `patience`/`debounce_time`: those count wall
+time and share one threshold dict, while we need per-model settings, a stricter threshold while an answer
+plays, and timing in input samples so a WAV fed at full speed behaves exactly like a live microphone.
+
+`process()` is synchronous CPU work (ONNX inference): the caller runs it in a single-worker executor, so
+the detector is only ever used from one thread at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daemon.audio.frames import INPUT_RATE_HZ, AudioFrame
+from daemon.config.models import ModelError, feature_model_paths, wake_label, wake_model_path
+from daemon.config.settings import WakeSettings
+from daemon.listen.detections import WakeDetected
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WakeRule:
+    """The effective settings of one model after falling back to the wake-level defaults."""
+
+    label: str
+    path: Path
+    threshold: float
+    trigger_level: int
+    refractory_samples: int
+
+
+def resolve_rules(settings: WakeSettings, models_dir: Path) -> list[WakeRule]:
+    """Per-model table values win over the wake-level defaults; paths are checked here."""
+    rules: list[WakeRule] = []
+    for model in settings.models:
+        refractory_s = settings.refractory_s if model.refractory_s is None else model.refractory_s
+        rule = WakeRule(
+            label=wake_label(model.name),
+            path=wake_model_path(model.name, models_dir),
+            threshold=settings.threshold if model.threshold is None else model.threshold,
+            trigger_level=settings.trigger_level if model.trigger_level is None else model.trigger_level,
+            refractory_samples=round(refractory_s * INPUT_RATE_HZ),
+        )
+        if any(r.label == rule.label for r in rules):
+            raise ModelError(
+                f"wake.models lists {model.name!r} twice (or two files named {rule.path.stem}.onnx); "
+                "each model may appear once"
+            )
+        rules.append(rule)
+    return rules
+
+
+class WakeDetector:
+    """Feed it every capture frame; it answers with the detections that frame completed."""
+
+    def __init__(self, settings: WakeSettings, models_dir: Path) -> None:
+        self._rules = resolve_rules(settings, models_dir)
+        self._responding_threshold = settings.responding_threshold
+        features = feature_model_paths(models_dir)
+        # Imported here: openwakeword is installed with --no-deps and pulls numpy/onnxruntime on import.
+        from openwakeword.model import Model
+
+        try:
+            self._model: Any = Model(
+                wakeword_models=[str(r.path) for r in self._rules],
+                inference_framework="onnx",
+                melspec_model_path=str(features.melspectrogram),
+                embedding_model_path=str(features.embedding),
+            )
+        except Exception as e:  # onnxruntime raises its own types for corrupt files
+            paths = ", ".join(str(r.path) for r in self._rules)
+            raise ModelError(f"cannot load wake models ({paths}): {e}; run scripts/fetch-models") from e
+        # openWakeWord keys its scores by file stem ("hey_jarvis_v0.1"); we report our labels.
+        self._keys = {r.label: r.path.stem for r in self._rules}
+        self._streak: dict[str, int] = {}
+        self._quiet_until: dict[str, int] = {}
+        self._last_sample = 0
+        # openWakeWord's own reset re-embeds 4 s of noise (~60 ms of CPU per turn): keep that starting
+        # feature buffer once and restore a copy instead (same state; layout of openwakeword 0.6.0, pinned).
+        self._fresh_features = np.array(self._model.preprocessor.feature_buffer, copy=True)
+        log.info("wake models loaded: %s", ", ".join(self.names))
+
+    @property
+    def names(self) -> list[str]:
+        """The labels detections carry, e.g. ["hey_jarvis", "alexa"]."""
+        return [r.label for r in self._rules]
+
+    def process(self, frame: AudioFrame, strict: bool = False) -> list[WakeDetected]:
+        """Score one frame; `strict` (an answer is playing) raises every threshold to responding_threshold."""
+        if frame.sample < self._last_sample:
+            # A new input stream (offsets start again): refractory times of the old one mean nothing.
+            self._quiet_until.clear()
+        self._last_sample = frame.sample
+        pcm = np.frombuffer(frame.pcm, dtype=np.int16)
+        scores: dict[str, float] = self._model.predict(pcm)
+        found: list[WakeDetected] = []
+        for rule in self._rules:
+            score = float(scores.get(self._keys[rule.label], 0.0))
+            threshold = max(rule.threshold, self._responding_threshold) if strict else rule.threshold
+            streak = self._streak.get(rule.label, 0) + 1 if score >= threshold else 0
+            self._streak[rule.label] = streak
+            if streak < rule.trigger_level or frame.sample < self._quiet_until.get(rule.label, 0):
+                continue
+            self._quiet_until[rule.label] = frame.sample + rule.refractory_samples
+            self._streak[rule.label] = 0
+            log.debug("wake %s score %.3f at sample %d", rule.label, score, frame.sample)
+            found.append(WakeDetected(rule.label, score, frame.sample))
+        return found
+
+    def reset(self) -> None:
+        """Forget buffered audio and scores (after our own playback, on resume) so stale audio cannot fire.
+
+        openWakeWord then needs about a second of fresh audio before it can score a phrase again.
+        """
+        pre = self._model.preprocessor
+        pre.raw_data_buffer.clear()
+        pre.melspectrogram_buffer = np.ones((76, 32))
+        pre.accumulated_samples = 0
+        pre.raw_data_remainder = np.empty(0)
+        pre.feature_buffer = self._fresh_features.copy()
+        for buffer in self._model.prediction_buffer.values():
+            buffer.clear()
+        self._streak.clear()
+        self._quiet_until.clear()

@@ -1,0 +1,1 @@
+"""Living under systemd: sd_notify, the watchdog, signals and logging."""
