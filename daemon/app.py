@@ -7,11 +7,9 @@ together, so `hark run`, `hark demo`, the tests and the benchmarks all run the v
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from daemon.answer.cloud import CloudResponder
 from daemon.answer.responder import ChimeResponder, Responder
@@ -23,13 +21,18 @@ from daemon.audio.source import open_source
 from daemon.config.settings import Secrets, Settings
 from daemon.core.assistant import Assistant, Parts
 from daemon.core.choices import ChoiceStore, RuntimeChoices
+from daemon.core.controller import Controller
 from daemon.core.states import State
 from daemon.listen.endpoint import Endpointer
 from daemon.listen.wake import WakeDetector
+from daemon.mqtt.bridge import MqttBridge
+from daemon.observe import events as ev
+from daemon.observe.bus import EventBus
 from daemon.observe.trace import Trace
-from daemon.system import service
+from daemon.system import service, tasks
 
 log = logging.getLogger(__name__)
+Closer = Callable[[], Awaitable[None]]
 
 
 @dataclass
@@ -38,42 +41,46 @@ class Daemon:
 
     settings: Settings
     assistant: Assistant
+    controller: Controller
+    bus: EventBus
     trace: Trace
     tools: ToolRegistry
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    bridge: MqttBridge | None = None
+    closers: list[tuple[str, Closer]] = field(default_factory=list)
+    """What aclose() runs, in this order: the assistant first (silence, state idle), then MQTT (so `offline`
+    goes out promptly and nothing is published after it), then the slower audio and voice teardown."""
 
     async def aclose(self) -> None:
-        for close in reversed(self.closers):
+        for name, close in self.closers:
             try:
                 await close()
-            except Exception as e:  # closing must go on whatever one part does
-                log.warning("while closing: %s", e)
+            except Exception:  # closing must go on whatever one part does; say which one failed
+                log.exception("closing %s failed; closing the rest", name)
         self.trace.close()
 
 
-async def build(settings: Settings, secrets: Secrets, trace: Trace) -> Daemon:
+async def build(
+    settings: Settings, secrets: Secrets, bus: EventBus | None = None, trace_path: str | None = None
+) -> Daemon:
     """Load models, open audio, connect what is configured. Raises on what cannot work (missing models)."""
+    bus = bus if bus is not None else EventBus()
+    trace = Trace(bus, trace_path or settings.debug.trace or None)
     loop = asyncio.get_running_loop()
-    closers: list[Callable[[], Awaitable[None]]] = []
     wake = await loop.run_in_executor(None, WakeDetector, settings.wake, settings.models_dir)
     voice = await _local_voice(settings)
-    if voice is not None:
-        closers.append(voice.close)
     choices = ChoiceStore(
         settings.state_dir / "runtime.json",
         RuntimeChoices(muted=False, volume=settings.audio.volume, wake_enabled=settings.wake.enabled),
     )
     chimes = load_chimes(settings.chimes)
-    sink = open_sink(settings.audio, trace)
+    sink = open_sink(settings.audio, bus)
     await sink.start()
-    closers.append(sink.aclose)
-    source = open_source(settings.audio, trace)
-    closers.append(source.aclose)
+    source = open_source(settings.audio, bus)
     tools = ToolRegistry(settings.tools)
     responder: Responder = (
         ChimeResponder(chimes.get("done") or builtin_chime("done"))
         if settings.conversation.responder == "chime"
-        else make_responder(settings, secrets, trace, voice, tools)
+        else make_responder(settings, secrets, bus, voice, tools)
     )
     parts = Parts(
         source=source,
@@ -85,18 +92,28 @@ async def build(settings: Settings, secrets: Secrets, trace: Trace) -> Daemon:
         chimes=chimes,
         choices=choices,
     )
-    assistant = Assistant(settings, parts, trace)
-    closers.append(assistant.shutdown)
-    daemon = Daemon(settings, assistant, trace, tools, closers)
-    await _attach_mqtt(daemon, secrets, wake.names)
+    assistant = Assistant(settings, parts, bus)
+    controller = Controller(assistant)
+    daemon = Daemon(settings, assistant, controller, bus, trace, tools)
+    daemon.closers.append(("the assistant", assistant.shutdown))
+    if settings.mqtt.host:
+        from daemon.mqtt.link import attach
+
+        daemon.bridge = attach(
+            settings, secrets, bus, controller, choices.current, assistant.sm.state, tools, wake.names
+        )
+        daemon.closers.append(("MQTT", daemon.bridge.stop))
+    daemon.closers += [("the microphone", source.aclose), ("the speaker", sink.aclose)]
+    if voice is not None:
+        daemon.closers.append(("the local voice", voice.close))
     return daemon
 
 
 def make_responder(
-    settings: Settings, secrets: Secrets, trace: Trace, voice: LocalVoice | None, tools: ToolRegistry
+    settings: Settings, secrets: Secrets, bus: EventBus, voice: LocalVoice | None, tools: ToolRegistry
 ) -> CloudResponder:
     """The Realtime model answers; the local voice answers whenever it cannot (see daemon.answer.cloud)."""
-    return CloudResponder(settings, secrets, trace, voice, tools)
+    return CloudResponder(settings, secrets, bus, voice, tools)
 
 
 async def _local_voice(settings: Settings) -> LocalVoice | None:
@@ -112,29 +129,22 @@ async def _local_voice(settings: Settings) -> LocalVoice | None:
     return voice
 
 
-async def _attach_mqtt(daemon: Daemon, secrets: Secrets, wake_names: list[str]) -> None:
-    if not daemon.settings.mqtt.host:
-        return
-    from daemon.mqtt.link import attach
-
-    await attach(daemon, secrets, wake_names)
-
-
 async def run(settings: Settings, secrets: Secrets, trace_path: str | None = None) -> int:
     """`hark run`: build, tell systemd we are ready, run until the input ends or SIGTERM."""
-    trace = Trace(trace_path or settings.debug.trace or None)
+    loop = asyncio.get_running_loop()
+    tasks.install(loop)
     service.status("loading models and opening audio")
-    daemon = await build(settings, secrets, trace)
+    bus = EventBus()
+    bus.subscribe(ev.StateChanged, _status_line)
+    daemon = await build(settings, secrets, bus, trace_path)
     watchdog = service.Watchdog()
     daemon.assistant.parts.on_frame.append(watchdog.pet)
-    trace.subscribe(_status_line)
     metrics = None
     if settings.metrics.port:
         from daemon.observe.metrics import Metrics
 
-        metrics = Metrics(trace)
+        metrics = Metrics(bus)
         metrics.start(settings.metrics.port, settings.metrics.host)
-    loop = asyncio.get_running_loop()
     main = asyncio.current_task()
 
     def on_term() -> None:
@@ -142,9 +152,9 @@ async def run(settings: Settings, secrets: Secrets, trace_path: str | None = Non
         if main is not None:
             main.cancel()
 
-    tasks = service.install_signal_handlers(loop, on_term)
+    signal_tasks = service.install_signal_handlers(loop, on_term)
     watchdog.start()
-    idle_pets = asyncio.create_task(_pet_while_capture_is_off(daemon.assistant, watchdog), name="hark-watchdog-off")
+    idle_pets = tasks.spawn(_pet_while_capture_is_off(daemon.assistant, watchdog), "hark-watchdog-off")
     service.ready("listening for the wake word")
     status = 0
     try:
@@ -154,11 +164,14 @@ async def run(settings: Settings, secrets: Secrets, trace_path: str | None = Non
     finally:
         idle_pets.cancel()
         await watchdog.stop()
-        with contextlib.suppress(Exception):
+        try:
             await asyncio.wait_for(daemon.aclose(), timeout=1.5)
+        except asyncio.TimeoutError:
+            log.warning("closing took longer than 1.5 s; exiting anyway")
+            daemon.trace.close()
         if metrics is not None:
             metrics.stop()
-        tasks.clear()
+        signal_tasks.clear()
     return status
 
 
@@ -173,6 +186,5 @@ async def _pet_while_capture_is_off(assistant: Assistant, watchdog: service.Watc
             watchdog.pet()
 
 
-def _status_line(record: dict[str, Any]) -> None:
-    if record["event"] == "state":
-        service.status(f"{record['to']}" + (f" ({record['reason']})" if record.get("reason") else ""))
+def _status_line(event: ev.StateChanged) -> None:
+    service.status(event.after + (f" ({event.reason})" if event.reason else ""))

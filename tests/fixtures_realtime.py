@@ -12,19 +12,19 @@ import pytest
 from daemon.answer.realtime.client import RealtimeClient
 from daemon.answer.tools import ToolRegistry
 from daemon.config.settings import CostSettings, RealtimeSettings
-from daemon.observe.trace import Trace
+from daemon.observe.bus import EventBus
 from tests.realtime_server import ThreadedRealtimeServer
+from tests.records import record_into
 
 API_KEY = "sk-test-hark"
 
 
 class TraceLog:
-    """A Trace whose records a test can read back."""
+    """An event bus whose trace records a test can read back."""
 
     def __init__(self) -> None:
-        self.trace = Trace()
         self.records: list[dict[str, Any]] = []
-        self.trace.subscribe(self.records.append)
+        self.bus = record_into(EventBus(), self.records.append)
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [r for r in self.records if r["event"] == name]
@@ -81,7 +81,7 @@ async def make_client() -> AsyncIterator[Callable[..., tuple[RealtimeClient, Tra
             cost or CostSettings(),
             api_key,
             tools or ToolRegistry(),
-            tlog.trace,
+            tlog.bus,
         )
         clients.append(client)
         return client, tlog

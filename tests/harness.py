@@ -13,7 +13,8 @@ from daemon import app
 from daemon.app import Daemon
 from daemon.config import loader as config_file
 from daemon.config.settings import Secrets, Settings
-from daemon.observe.trace import Trace
+from daemon.observe.bus import EventBus
+from tests.records import record_into
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -61,9 +62,9 @@ class Run:
 
 async def start(settings: Settings, api_key: str = "", trace_path: Path | None = None) -> tuple[Daemon, Run]:
     run = Run()
-    trace = Trace(trace_path)
-    trace.subscribe(run.records.append)
-    daemon = await app.build(settings, Secrets(openai_api_key=api_key), trace)
+    bus = record_into(EventBus(), run.records.append)
+    trace_file = str(trace_path) if trace_path else None
+    daemon = await app.build(settings, Secrets(openai_api_key=api_key), bus, trace_file)
     return daemon, run
 
 

@@ -67,6 +67,7 @@ class Session:
         self.config = default_session(model)
         self.buffer = bytearray()
         self.stream: ResponseStream | None = None
+        self.out_of_band: set[ResponseStream] = set()
         self.item_audio: dict[str, int] = {}
         self.call_ids: set[str] = set()
         self.vad = Vad()
@@ -96,8 +97,9 @@ class Session:
         finally:
             if timer is not None:
                 timer.cancel()
-            if self.stream is not None:
-                self.stream.cancel("client_cancelled")
+            for stream in [self.stream, *self.out_of_band]:
+                if stream is not None:
+                    stream.cancel("client_cancelled")
 
     async def expire(self) -> None:
         if self.expired:
@@ -216,6 +218,10 @@ class Session:
         await self.send({"type": "input_audio_buffer.cleared"})
 
     async def on_response_create(self, event: dict[str, Any]) -> None:
+        params = proto.check_response(event.get("response"))
+        if params.get("conversation") == "none":
+            await self.start_out_of_band(params)
+            return
         if self.stream is not None:
             raise proto.ProtocolError(
                 "conversation_already_has_active_response",
@@ -228,7 +234,18 @@ class Session:
         self.stream = ResponseStream(self, self.server.next_reply())
         self.stream.start()
 
+    async def start_out_of_band(self, params: dict[str, Any]) -> None:
+        """A response outside the conversation (e.g. a health probe): a short text answer that neither reads
+        nor changes the conversation, nor takes a scripted reply; the stall faults still apply to it."""
+        from tests.realtime_server import Reply  # the server module imports this one
+
+        self.server.record.out_of_band.append(params)
+        stream = ResponseStream(self, Reply(transcript="OK", audio=b""), params=params)
+        self.out_of_band.add(stream)
+        stream.start()
+
     def response_finished(self, stream: ResponseStream, summary: dict[str, Any]) -> None:
+        self.out_of_band.discard(stream)
         if self.stream is stream:
             self.stream = None
         self.server.record.responses.append(summary)

@@ -155,6 +155,45 @@ def check_session(session: Any) -> None:
         check_tool(tool, f"session.tools[{i}]")
 
 
+RESPONSE_SCHEMA: Schema = {
+    "conversation": LEAF,
+    "input": LEAF,
+    "instructions": LEAF,
+    "max_output_tokens": LEAF,
+    "metadata": LEAF,
+    "output_modalities": LEAF,
+    "tool_choice": LEAF,
+    "tools": LEAF,
+    "audio": LEAF,
+    "prompt": LEAF,
+}
+"""`response.create`'s `response` parameters (the SDK's RealtimeResponseCreateParams)."""
+
+
+def check_response(params: Any) -> dict[str, Any]:
+    """`response.create {response: ...}`: allowed keys and the values the API constrains."""
+    if params is None:
+        return {}
+    check_keys(params, RESPONSE_SCHEMA, "response")
+    conversation = params.get("conversation", "auto")
+    if conversation not in ("auto", "none"):
+        raise invalid("response.conversation", conversation, "'auto', 'none'")
+    mods = params.get("output_modalities")
+    if mods is not None and mods not in (["audio"], ["text"]):
+        raise invalid("response.output_modalities", mods, "['audio'], ['text']")
+    metadata = params.get("metadata")
+    if metadata is not None and (
+        not isinstance(metadata, dict)
+        or len(metadata) > 16
+        or not all(isinstance(k, str) and isinstance(v, str) and len(v) <= 512 for k, v in metadata.items())
+    ):
+        raise invalid("response.metadata", metadata, "up to 16 string keys with string values")
+    mot = params.get("max_output_tokens")
+    if mot is not None and mot != "inf" and not (isinstance(mot, int) and 1 <= mot <= 4096):
+        raise invalid("response.max_output_tokens", mot, "an integer 1-4096 or 'inf'")
+    return dict(params)
+
+
 def check_format(fmt: Any, path: str) -> None:
     if not isinstance(fmt, dict) or fmt.get("type") not in ("audio/pcm", "audio/pcmu", "audio/pcma"):
         raise invalid(f"{path}.type", (fmt or {}).get("type"), "'audio/pcm', 'audio/pcmu', 'audio/pcma'")

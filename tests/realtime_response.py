@@ -21,8 +21,10 @@ class Dropped(Exception):
 class ResponseStream:
     """Streams `reply` on `session` as response.* events; `cancel()` ends it with status cancelled."""
 
-    def __init__(self, session: Session, reply: Reply) -> None:
+    def __init__(self, session: Session, reply: Reply, params: dict[str, Any] | None = None) -> None:
         self.session = session
+        self.params = params or {}
+        """`response.create`'s own parameters (override the session's for this response)."""
         self.server = session.server
         self.reply = reply
         self.response_id = self.server.new_id("resp")
@@ -76,7 +78,7 @@ class ResponseStream:
         if self.server.faults.stall == "first":
             await self._cancelled.wait()
             return "cancelled"
-        if self.session.config.get("output_modalities") == ["text"]:
+        if self._modalities() == ["text"]:
             return await self._text()
         return await self._audio()
 
@@ -215,6 +217,9 @@ class ResponseStream:
         await self.session.send_raw("{this is not json")
         await self.session.send_raw(json.dumps(["a", "list"]))
 
+    def _modalities(self) -> Any:
+        return self.params.get("output_modalities") or self.session.config.get("output_modalities")
+
     def _response(self, status: str) -> dict[str, Any]:
         cfg = self.session.config
         resp: dict[str, Any] = {
@@ -222,8 +227,9 @@ class ResponseStream:
             "object": "realtime.response",
             "status": status,
             "output": self.output,
-            "conversation_id": "conv_test",
-            "output_modalities": cfg.get("output_modalities"),
+            "conversation_id": None if self.params.get("conversation") == "none" else "conv_test",
+            "output_modalities": self._modalities(),
+            "metadata": self.params.get("metadata"),
             "max_output_tokens": cfg.get("max_output_tokens"),
             "audio": {"output": cfg["audio"]["output"]},
             "usage": None,

@@ -82,6 +82,8 @@ class Record:
     """`error` objects sent back (code, message, param)."""
     responses: list[dict[str, Any]] = field(default_factory=list)
     """Each response.done sent: id, status, output kinds."""
+    out_of_band: list[dict[str, Any]] = field(default_factory=list)
+    """`response` parameters of each response requested outside the conversation (conversation: none)."""
 
     def count(self, event_type: str) -> int:
         return self.event_types.count(event_type)

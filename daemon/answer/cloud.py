@@ -13,28 +13,31 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 
-from daemon.answer.fallback import CircuitBreaker, CloudProber, DailyCost, FallbackReason, message_for
+from daemon.answer.budget import DailyCost
+from daemon.answer.fallback import CircuitBreaker, CloudProber, message_for
 from daemon.answer.realtime.client import RealtimeClient
 from daemon.answer.realtime.protocol import (
     RATE_HZ,
     AudioDelta,
     Failure,
-    FailureReason,
+    RealtimeEvent,
     RealtimeFailure,
     ResponseDone,
     TextDelta,
     Transcript,
 )
+from daemon.answer.reasons import FallbackReason
 from daemon.answer.tools import ToolRegistry
 from daemon.answer.voice import LocalVoice, VoiceError
 from daemon.audio.frames import AudioChunk
 from daemon.config.settings import Secrets, Settings
-from daemon.observe.trace import Trace
+from daemon.observe import events as ev
+from daemon.observe.bus import EventBus
 
 log = logging.getLogger(__name__)
 
 # Failures that say nothing about the cloud's health (the user's budget, a missing key, a 60-min expiry).
-NOT_OUTAGES = {FailureReason.NO_API_KEY, FailureReason.COST_LIMIT, FailureReason.EXPIRED}
+NOT_OUTAGES = {FallbackReason.NO_API_KEY, FallbackReason.COST_LIMIT, FallbackReason.EXPIRED}
 
 
 class CloudResponder:
@@ -44,12 +47,12 @@ class CloudResponder:
         self,
         settings: Settings,
         secrets: Secrets,
-        trace: Trace,
+        bus: EventBus,
         voice: LocalVoice | None,
         tools: ToolRegistry | None = None,
     ) -> None:
         self.settings = settings
-        self.trace = trace
+        self.bus = bus
         self.voice = voice
         self.tools = tools or ToolRegistry(settings.tools)
         self.client = RealtimeClient(
@@ -57,13 +60,15 @@ class CloudResponder:
             settings.cost,
             secrets.openai_api_key,
             self.tools,
-            trace,
+            bus,
             spend=DailyCost(settings.state_dir),
         )
         fb = settings.fallback
         self.breaker = CircuitBreaker(fb.breaker_failures, fb.probe_min_s, fb.probe_max_s)
-        self.prober = CloudProber(self.breaker, self.client.open, probe_timeout_s=settings.realtime.connect_timeout)
-        self._opening: asyncio.Task[FailureReason | None] | None = None
+        probe_s = settings.realtime.connect_timeout + settings.realtime.response_timeout
+        self.prober = CloudProber(self.breaker, lambda: self.client.probe(probe_s), probe_timeout_s=probe_s + 1.0)
+        self.breaker.add_listener(lambda state: self.bus.publish(ev.BreakerChanged(state)))
+        self._opening: asyncio.Task[FallbackReason | None] | None = None
 
     # --- capture side -------------------------------------------------------------------------------------
 
@@ -72,9 +77,9 @@ class CloudResponder:
         if self._opening is None or self._opening.done():
             self._opening = asyncio.create_task(self._open(), name="hark-realtime-open")
 
-    async def _open(self) -> FailureReason | None:
-        if not self.breaker.allow():
-            return FallbackReason.BREAKER_OPEN  # type: ignore[return-value]
+    async def _open(self) -> FallbackReason | None:
+        if self.breaker.state == "open":  # only the prober tries the cloud until it answers again
+            return FallbackReason.BREAKER_OPEN
         try:
             await self.client.open()
         except RealtimeFailure as e:
@@ -113,7 +118,7 @@ class CloudResponder:
         async for chunk in self._stream():
             yield chunk
 
-    async def _ready(self) -> FailureReason | None:
+    async def _ready(self) -> FallbackReason | None:
         if self._opening is None:
             self.prepare()
         assert self._opening is not None
@@ -124,18 +129,18 @@ class CloudResponder:
 
     async def _stream(self) -> AsyncGenerator[AudioChunk, None]:
         """Answer audio as it arrives; text-mode answers go through the local voice sentence by sentence."""
-        failure: list[FailureReason] = []
+        failure: list[FallbackReason] = []
         heard = False
         if self.settings.realtime.output == "text" and self.voice is not None:
             async for chunk in self.voice.speak_stream(self._text(failure)):
                 heard = True
                 yield chunk
         else:
-            async for ev in self.client.events():
-                if isinstance(ev, AudioDelta):
+            async for event in self.client.events():
+                if isinstance(event, AudioDelta):
                     heard = True
-                    yield AudioChunk(ev.pcm24k, RATE_HZ)
-                elif not self._bookkeep(ev, failure):
+                    yield AudioChunk(event.pcm24k, RATE_HZ)
+                elif not self._bookkeep(event, failure):
                     break
         if failure:
             log.warning(
@@ -146,26 +151,26 @@ class CloudResponder:
             async for chunk in self._fallback(failure[0]):
                 yield chunk
 
-    async def _text(self, failure: list[FailureReason]) -> AsyncIterator[str]:
-        async for ev in self.client.events():
-            if isinstance(ev, TextDelta):
-                yield ev.text
-            elif not self._bookkeep(ev, failure):
+    async def _text(self, failure: list[FallbackReason]) -> AsyncIterator[str]:
+        async for event in self.client.events():
+            if isinstance(event, TextDelta):
+                yield event.text
+            elif not self._bookkeep(event, failure):
                 return
 
-    def _bookkeep(self, ev: object, failure: list[FailureReason]) -> bool:
+    def _bookkeep(self, event: RealtimeEvent, failure: list[FallbackReason]) -> bool:
         """Side events of a response; False when the response ended in a failure."""
-        if isinstance(ev, Transcript) and not ev.final:
-            self.trace.emit("transcript_delta", role=ev.role, text=ev.text)
-        elif isinstance(ev, ResponseDone):
+        if isinstance(event, Transcript) and not event.final:
+            self.bus.publish(ev.TranscriptDelta(event.role, event.text))
+        elif isinstance(event, ResponseDone):
             self.breaker.record_success()
-        elif isinstance(ev, Failure):
-            self._record(ev.reason)
-            failure.append(ev.reason)
+        elif isinstance(event, Failure):
+            self._record(event.reason)
+            failure.append(event.reason)
             return False
         return True
 
-    def _record(self, reason: FailureReason) -> None:
+    def _record(self, reason: FallbackReason) -> None:
         if reason in NOT_OUTAGES:
             return
         was = self.breaker.state
@@ -175,12 +180,11 @@ class CloudResponder:
                 "the cloud failed %d times in a row: answering locally at once and probing in the background",
                 self.settings.fallback.breaker_failures,
             )
-            self.trace.emit("breaker", state="open")
             self.prober.start()
 
-    async def _fallback(self, reason: FailureReason | FallbackReason) -> AsyncGenerator[AudioChunk, None]:
+    async def _fallback(self, reason: FallbackReason) -> AsyncGenerator[AudioChunk, None]:
         text = message_for(reason, self.settings.fallback.messages)
-        self.trace.emit("fallback", reason=reason.value, text=text)
+        self.bus.publish(ev.Fallback(reason.value, text))
         if self.voice is None:
             log.error("cannot say %r: no local voice (run scripts/fetch-models)", text)
             return

@@ -1,4 +1,4 @@
-"""When the cloud fails: what to say, when to stop trying at once, and how much was spent today.
+"""When the cloud fails: what to say, and when to stop trying at once.
 
 Why a circuit breaker: after a few failures in a row, waiting out another connect timeout only makes the user
 wait in silence; answering locally at once and probing the cloud in the background is the better trade.
@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import json
 import logging
-import math
-import os
 import time
 from collections.abc import Awaitable, Callable
-from enum import Enum
-from pathlib import Path
 from typing import Literal
 
+from daemon.answer.reasons import FallbackReason
 from daemon.config.settings import FallbackMessages
 
 log = logging.getLogger(__name__)
@@ -28,33 +23,8 @@ log = logging.getLogger(__name__)
 BreakerState = Literal["closed", "open"]
 
 
-class FallbackReason(str, Enum):
-    """Why the answer came from the local voice (the trace's `fallback.reason`).
-
-    A superset of daemon.realtime_events.FailureReason (same values) plus `breaker_open`, which only this
-    module decides (an Enum with members cannot be extended, hence a second one). `message_for` takes either.
-    """
-
-    NO_API_KEY = "no_api_key"
-    UNREACHABLE = "unreachable"
-    """Connection refused, DNS failure or connect timeout."""
-    AUTH = "auth"
-    """HTTP 401/403 at the handshake."""
-    DROPPED = "dropped"
-    """The websocket closed mid-answer."""
-    TIMEOUT = "timeout"
-    """No first answer audio within realtime.response_timeout."""
-    EXPIRED = "expired"
-    """The 60-minute session ended during a turn."""
-    ERROR = "error"
-    """A fatal error event from the server."""
-    COST_LIMIT = "cost_limit"
-    BREAKER_OPEN = "breaker_open"
-    """Too many failures in a row: the cloud was not even tried."""
-
-
 def message_for(reason: FallbackReason | str, messages: FallbackMessages) -> str:
-    """The configured sentence for a reason: a FallbackReason, a realtime FailureReason or its value.
+    """The configured sentence for a reason (a FallbackReason or its value).
 
     An unknown reason is a bug: it raises, naming the valid ones."""
     try:
@@ -214,63 +184,3 @@ class CloudProber:
             self.breaker.record_failure()
         else:
             self.breaker.record_success()
-
-
-class DailyCost:
-    """Today's cloud spend in USD; persisted so a restart keeps the daily cap; resets at local midnight."""
-
-    FILE_NAME = "daily_cost.json"
-
-    def __init__(self, state_dir: Path, today: Callable[[], dt.date] = dt.date.today) -> None:
-        self.path = Path(state_dir) / self.FILE_NAME
-        self._today = today
-        self._date, self._usd = self._read()
-
-    @property
-    def spent_today(self) -> float:
-        self._roll()
-        return self._usd
-
-    def add(self, usd: float) -> None:
-        if isinstance(usd, bool) or not isinstance(usd, (int, float)) or not math.isfinite(usd) or usd < 0:
-            raise ValueError(f"DailyCost.add({usd!r}): expected a finite amount in USD >= 0")
-        self._roll()
-        self._usd += float(usd)
-        self._write()
-
-    def over(self, limit: float) -> bool:
-        """Has today's spend reached `limit` USD? A limit of 0 means no cap."""
-        if not math.isfinite(limit) or limit < 0:
-            raise ValueError(f"daily limit {limit!r}: expected USD >= 0 (0 = no cap)")
-        return limit > 0 and self.spent_today >= limit
-
-    def _roll(self) -> None:
-        today = self._today()
-        if today != self._date:
-            if self._usd:
-                log.info("new day: cloud spend of %s ($%.4f) reset", self._date.isoformat(), self._usd)
-            self._date, self._usd = today, 0.0
-
-    def _read(self) -> tuple[dt.date, float]:
-        today = self._today()
-        try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-            day = dt.date.fromisoformat(raw["date"])
-            usd = float(raw["usd"])
-            if not math.isfinite(usd) or usd < 0:
-                raise ValueError(f"usd={usd}")
-        except FileNotFoundError:
-            return today, 0.0
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            log.warning("%s is unreadable (%s): counting today's cloud spend from $0", self.path, e)
-            return today, 0.0
-        return (day, usd) if day == today else (today, 0.0)
-
-    def _write(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({"date": self._date.isoformat(), "usd": self._usd}), encoding="utf-8")
-            os.replace(tmp, self.path)
-        except OSError as e:
-            log.warning("cannot save today's cloud spend to %s (%s): the daily cap resets on restart", self.path, e)

@@ -25,7 +25,8 @@ from daemon.audio import devices
 from daemon.audio.frames import SAMPLE_WIDTH, AudioChunk
 from daemon.audio.resample import StreamResampler, to_mono16
 from daemon.config.settings import AudioSettings
-from daemon.observe.trace import Trace
+from daemon.observe.bus import EventBus
+from daemon.observe.events import DeviceLostEvent, DeviceRestoredEvent, PlaybackStarted, PlaybackStopped
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,8 @@ DEVICE_RATES = (24_000, 48_000)
 class AudioSink:
     """The playback interface the assistant relies on; subclasses only supply the consumer."""
 
-    def __init__(self, trace: Trace, rate_hz: int, volume: int, buffer_ms: int) -> None:
-        self._trace = trace
+    def __init__(self, bus: EventBus, rate_hz: int, volume: int, buffer_ms: int) -> None:
+        self._bus = bus
         self.rate_hz = rate_hz
         self._buffer_bytes = rate_hz * buffer_ms // 1000 * SAMPLE_WIDTH
         self._lock = threading.Lock()
@@ -112,7 +113,7 @@ class AudioSink:
         self._resampler = None
         ms = played * 1000 // self.rate_hz
         if was != "idle":
-            self._trace.emit("playback_stopped", played_ms=ms, reason="stopped")
+            self._bus.publish(PlaybackStopped(ms, "stopped"))
             self._resolve(sid, ms)
         return ms
 
@@ -195,9 +196,9 @@ class AudioSink:
     def _on_progress(self, sid: int, first: bool, drained: bool, played: int) -> None:
         ms = played * 1000 // self.rate_hz
         if first:
-            self._trace.emit("playback_started", rate_hz=self.rate_hz)
+            self._bus.publish(PlaybackStarted(self.rate_hz))
         if drained:
-            self._trace.emit("playback_stopped", played_ms=ms, reason="drained")
+            self._bus.publish(PlaybackStopped(ms, "drained"))
             self._resolve(sid, ms)
 
     def _resolve(self, sid: int, ms: int) -> None:
@@ -211,20 +212,20 @@ class AudioSink:
         self._waiters = keep
 
 
-def open_sink(settings: AudioSettings, trace: Trace) -> AudioSink:
+def open_sink(settings: AudioSettings, bus: EventBus) -> AudioSink:
     """Build the sink named by `audio.output`; `await sink.start()` opens it."""
     spec = settings.output
     if spec.startswith("wav:"):
         return WavSink(
             Path(spec[4:]).expanduser(),
-            trace,
+            bus,
             volume=settings.volume,
             buffer_ms=settings.output_buffer_ms,
             realtime_pace=settings.realtime_pace,
         )
     return PyAudioSink(
         spec,
-        trace,
+        bus,
         volume=settings.volume,
         buffer_ms=settings.output_buffer_ms,
         reopen_min_s=settings.reopen_min_s,
@@ -240,9 +241,9 @@ class WavSink(AudioSink):
     """
 
     def __init__(
-        self, path: Path, trace: Trace, *, volume: int = 70, buffer_ms: int = 120, realtime_pace: bool = True
+        self, path: Path, bus: EventBus, *, volume: int = 70, buffer_ms: int = 120, realtime_pace: bool = True
     ) -> None:
-        super().__init__(trace, WAV_RATE_HZ, volume, buffer_ms if realtime_pace else 0)
+        super().__init__(bus, WAV_RATE_HZ, volume, buffer_ms if realtime_pace else 0)
         self.path = path
         self.realtime_pace = realtime_pace
         self._wav: wave.Wave_write | None = None
@@ -305,7 +306,7 @@ class PyAudioSink(AudioSink):
     def __init__(
         self,
         spec: str,
-        trace: Trace,
+        bus: EventBus,
         *,
         volume: int = 70,
         buffer_ms: int = 120,
@@ -314,7 +315,7 @@ class PyAudioSink(AudioSink):
         rates: tuple[int, ...] = DEVICE_RATES,
     ) -> None:
         # The real rate is known once the device is open; until then assume the first preference.
-        super().__init__(trace, rates[0], volume, buffer_ms)
+        super().__init__(bus, rates[0], volume, buffer_ms)
         self.spec = spec
         self._buffer_ms = buffer_ms
         self._device_ok = True  # False only after a loss: until the first open, writes are kept
@@ -359,11 +360,11 @@ class PyAudioSink(AudioSink):
     def _lost(self, detail: str) -> None:
         self._device_ok = False
         self._up.clear()
-        self._trace.emit("device_lost", kind="output", device=self.spec, detail=detail)
+        self._bus.publish(DeviceLostEvent(detail, kind="output", device=self.spec))
         self.stop()
 
     def _restored(self, detail: str) -> None:
-        self._trace.emit("device_restored", kind="output", device=self.spec, detail=detail)
+        self._bus.publish(DeviceRestoredEvent(detail, kind="output", device=self.spec))
 
     def _adopt(self, rate_hz: int) -> None:
         """On the loop, once callbacks flow: switch to the device rate (only between streams)."""

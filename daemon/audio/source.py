@@ -31,7 +31,8 @@ from daemon.audio.frames import (
 )
 from daemon.audio.resample import StreamResampler, iter_wav_mono16, open_wav, to_mono16
 from daemon.config.settings import AudioSettings
-from daemon.observe.trace import Trace
+from daemon.observe.bus import EventBus
+from daemon.observe.events import DeviceLostEvent, DeviceRestoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +75,12 @@ class AudioSource(abc.ABC):
         return frame
 
 
-def open_source(settings: AudioSettings, trace: Trace) -> AudioSource:
+def open_source(settings: AudioSettings, bus: EventBus) -> AudioSource:
     """Build the source named by `audio.input`. A wav: path is checked now (AudioFileError names it)."""
     spec = settings.input
     if spec.startswith("wav:"):
         return WavSource(Path(spec[4:]).expanduser(), realtime_pace=settings.realtime_pace)
-    return PyAudioSource(spec, trace, reopen_min_s=settings.reopen_min_s, reopen_max_s=settings.reopen_max_s)
+    return PyAudioSource(spec, bus, reopen_min_s=settings.reopen_min_s, reopen_max_s=settings.reopen_max_s)
 
 
 class _Framer:
@@ -181,7 +182,7 @@ class PyAudioSource(AudioSource):
     def __init__(
         self,
         spec: str,
-        trace: Trace,
+        bus: EventBus,
         *,
         reopen_min_s: float = 0.5,
         reopen_max_s: float = 10.0,
@@ -191,7 +192,7 @@ class PyAudioSource(AudioSource):
     ) -> None:
         super().__init__()
         self.spec = spec
-        self._trace = trace
+        self._bus = bus
         self._frames: collections.deque[AudioFrame] = collections.deque()
         self._events: collections.deque[DeviceLost | DeviceRestored] = collections.deque()
         self._queue_frames = queue_frames
@@ -253,12 +254,12 @@ class PyAudioSource(AudioSource):
                 log.exception("capture supervisor failed while closing")
 
     def _lost(self, detail: str) -> None:
-        self._trace.emit("device_lost", kind="input", device=self.spec, detail=detail)
+        self._bus.publish(DeviceLostEvent(detail, kind="input", device=self.spec))
         self._events.append(DeviceLost(detail))
         self._ready.set()
 
     def _restored(self, detail: str) -> None:
-        self._trace.emit("device_restored", kind="input", device=self.spec, detail=detail)
+        self._bus.publish(DeviceRestoredEvent(detail, kind="input", device=self.spec))
         self._events.append(DeviceRestored(detail))
         self._ready.set()
 

@@ -14,13 +14,13 @@ import subprocess
 import tempfile
 import wave
 from pathlib import Path
-from typing import Any
 
 from daemon import app
 from daemon.audio.frames import INPUT_RATE_HZ
 from daemon.audio.resample import read_wav_mono16
 from daemon.config.settings import Secrets, Settings
-from daemon.observe.trace import Trace
+from daemon.observe import events as ev
+from daemon.observe.bus import EventBus
 
 log = logging.getLogger(__name__)
 
@@ -67,28 +67,34 @@ async def make_utterance(settings: Settings, request: str, path: Path) -> Path:
     return path
 
 
-def _timeline(start: float) -> Any:
-    def show(record: dict[str, Any]) -> None:
-        t = record["t"] - start
-        ev = record["event"]
-        if ev == "state":
-            print(f"{t:7.2f}s  state  {record['from']:>10} → {record['to']:<10} {record.get('reason', '')}")
-        elif ev in (
-            "wake_detected",
-            "speech_started",
-            "speech_ended",
-            "no_speech",
-            "playback_started",
-            "playback_stopped",
-            "fallback",
-            "transcript",
-            "response_done",
-            "realtime_error",
-        ):
-            fields = {k: v for k, v in record.items() if k not in ("t", "event")}
-            print(f"{t:7.2f}s  {ev:<16} {fields}")
+_SHOWN = (
+    ev.WakeDetected,
+    ev.SpeechStarted,
+    ev.SpeechEnded,
+    ev.NoSpeech,
+    ev.PlaybackStarted,
+    ev.PlaybackStopped,
+    ev.Fallback,
+    ev.Transcript,
+    ev.ResponseDone,
+    ev.RealtimeError,
+    ev.Error,
+)
 
-    return show
+
+def _timeline(bus: EventBus, start: float) -> None:
+    """Print the state changes and the events a person follows a turn by, as they happen."""
+
+    def state(e: ev.StateChanged) -> None:
+        print(f"{e.t - start:7.2f}s  state  {e.before:>10} → {e.after:<10} {e.reason}")
+
+    def other(e: ev.Event) -> None:
+        fields = {k: v for k, v in e.record().items() if k not in ("t", "event")}
+        print(f"{e.t - start:7.2f}s  {e.NAME:<16} {fields}")
+
+    bus.subscribe(ev.StateChanged, state)
+    for kind in _SHOWN:
+        bus.subscribe(kind, other)
 
 
 async def run_demo(
@@ -103,9 +109,9 @@ async def run_demo(
     conversation = settings.conversation.model_copy(update={"followup_seconds": 0.0})
     settings = settings.model_copy(update={"audio": audio, "conversation": conversation})
     print(f'hark demo: said "Hey Jarvis, {request}" into {wav}; answer goes to {out}')
-    trace = Trace(trace_path)
-    trace.subscribe(_timeline(time.monotonic()))
-    daemon = await app.build(settings, secrets, trace)
+    bus = EventBus()
+    _timeline(bus, time.monotonic())
+    daemon = await app.build(settings, secrets, bus, trace_path)
     try:
         status = await daemon.assistant.run()
     finally:
@@ -134,9 +140,8 @@ async def say(settings: Settings, text: str) -> int:
     from daemon.answer.voice import LocalVoice
     from daemon.audio.sink import open_sink
 
-    trace = Trace()
     voice = LocalVoice(settings.fallback, settings.models_dir)
-    sink = open_sink(settings.audio, trace)
+    sink = open_sink(settings.audio, EventBus())
     await sink.start()
     try:
         sink.begin()

@@ -31,7 +31,7 @@ def default_config_path() -> Path:
     etc = Path("/etc/hark/config.toml")
     if etc.exists():
         return etc
-    return Path(__file__).resolve().parent.parent / "config.toml"
+    return Path(__file__).resolve().parents[2] / "config.toml"
 
 
 def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Settings:

@@ -136,6 +136,13 @@ class ConversationSettings(_Section):
     done chime — tries the microphone, wake word and endpointing with no cloud and no voice."""
 
 
+class AnnouncementSettings(_Section):
+    queue_size: Annotated[int, Field(ge=1, le=100)] = 10
+    """Announcements (`say`) that may wait while another plays or an answer runs. One more is refused with
+    an MQTT `error` event (the older ones keep their place); a priority one makes room by dropping the newest
+    ordinary one. `stop` empties the queue."""
+
+
 # --- cloud ------------------------------------------------------------------------------------------------
 
 
@@ -293,6 +300,7 @@ class Settings(_Section):
     wake: WakeSettings = WakeSettings()
     endpoint: EndpointSettings = EndpointSettings()
     conversation: ConversationSettings = ConversationSettings()
+    announcements: AnnouncementSettings = AnnouncementSettings()
     realtime: RealtimeSettings = RealtimeSettings()
     cost: CostSettings = CostSettings()
     tools: list[ToolSettings] = Field(default_factory=list)
@@ -326,7 +334,7 @@ class Settings(_Section):
             return Path(self.paths.models).expanduser()
         if os.environ.get("HARK_MODELS_DIR"):
             return Path(os.environ["HARK_MODELS_DIR"])
-        checkout = Path(__file__).resolve().parent.parent / "models"
+        checkout = Path(__file__).resolve().parents[2] / "models"
         installed = Path("/opt/hark/models")  # where scripts/setup.sh puts them
         return installed if not checkout.exists() and installed.exists() else checkout
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+from daemon.system.state_files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,7 @@ class ChoiceStore:
     def update(self, **changes: object) -> RuntimeChoices:
         self.current = replace(self.current, **changes)  # type: ignore[arg-type]
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(asdict(self.current)), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_json_atomic(self.path, asdict(self.current))
         except OSError as e:
             log.warning("cannot save %s (%s): the choice holds until restart", self.path, e)
         return self.current

@@ -57,7 +57,12 @@ class Trigger(str, Enum):
 
 
 S, T = State, Trigger
-_ACTIVE = (S.LISTENING, S.PROCESSING, S.RESPONDING)
+ACTIVE = frozenset({S.LISTENING, S.PROCESSING, S.RESPONDING})
+"""States in which the speaker is busy with someone's request (each has a deadline)."""
+QUIET = frozenset({S.IDLE, S.MUTED, S.ERROR})
+"""States in which a queued announcement may start."""
+WAKE_STATES = frozenset({S.IDLE, S.PROCESSING, S.RESPONDING})
+"""States in which the wake word is listened for (when enabled): waiting, or to barge in on an answer."""
 
 # (state, trigger) → next state. A trigger absent for a state is illegal there; mapping to the same state
 # means "accepted, nothing changes" (e.g. STOP while idle, an announcement while muted).
@@ -89,7 +94,7 @@ TABLE: dict[tuple[State, Trigger], State] = {
     (S.ERROR, T.STOP): S.ERROR,
     (S.ERROR, T.ANNOUNCE): S.ERROR,  # the speaker may still work
 }
-for _s in _ACTIVE:
+for _s in ACTIVE:
     TABLE[(_s, T.STOP)] = S.IDLE
     TABLE[(_s, T.FAILED)] = S.IDLE
     TABLE[(_s, T.TIMEOUT)] = S.IDLE
@@ -127,23 +132,47 @@ class Deadlines:
 
 
 class StateMachine:
-    """`handle(trigger)` is the only writer of `state`; `on_change` hears every accepted change."""
+    """`handle(trigger)` is the only writer of `state`; `on_change` hears every accepted change.
+
+    It also owns the one other switch that decides what the speaker listens for: whether the wake word is
+    enabled (`set_wake_enabled`); `listens_for_wake` combines the two so no caller repeats the rule."""
 
     def __init__(
         self,
         deadlines: Deadlines,
         on_change: Callable[[Transition], None] = lambda _t: None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        wake_enabled: bool = True,
     ) -> None:
         self._deadlines = deadlines
         self._on_change = on_change
         self._clock = clock
         self._state = S.IDLE
         self._entered = clock()
+        self._wake_enabled = wake_enabled
 
     @property
     def state(self) -> State:
         return self._state
+
+    @property
+    def wake_enabled(self) -> bool:
+        return self._wake_enabled
+
+    def set_wake_enabled(self, on: bool) -> bool:
+        """Switch wake-word detection; returns True if it changed."""
+        changed = on != self._wake_enabled
+        self._wake_enabled = on
+        return changed
+
+    @property
+    def listens_for_wake(self) -> bool:
+        return self._wake_enabled and self._state in WAKE_STATES
+
+    @property
+    def active(self) -> bool:
+        return self._state in ACTIVE
 
     @property
     def deadline(self) -> float | None:

@@ -15,7 +15,7 @@ import webrtcvad
 
 from daemon.audio.frames import INPUT_RATE_HZ, SAMPLE_WIDTH, AudioFrame
 from daemon.config.settings import EndpointSettings
-from daemon.listen.detections import NoSpeech, SpeechEnded, SpeechStarted
+from daemon.observe.events import NoSpeech, SpeechEnded, SpeechStarted
 
 log = logging.getLogger(__name__)
 

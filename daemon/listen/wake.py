@@ -20,7 +20,7 @@ import numpy as np
 from daemon.audio.frames import INPUT_RATE_HZ, AudioFrame
 from daemon.config.models import ModelError, feature_model_paths, wake_label, wake_model_path
 from daemon.config.settings import WakeSettings
-from daemon.listen.detections import WakeDetected
+from daemon.observe.events import WakeDetected
 
 log = logging.getLogger(__name__)
 

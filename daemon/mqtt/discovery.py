@@ -18,7 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-STATES = ("idle", "listening", "processing", "responding", "muted", "error")
+from daemon.core.states import State
+
+STATES = tuple(s.value for s in State)
+"""The `state` topic's values: exactly the state machine's."""
 """Every value `<base>/state` can take; the enum sensor's options."""
 ORIGIN_NAME = "hark"
 SUPPORT_URL = "https://github.com/hark-speaker/hark"

@@ -1,16 +1,16 @@
-"""Prometheus metrics derived from the trace, so no part of the pipeline has to know metrics exist.
+"""Prometheus metrics derived from the event bus, so no part of the pipeline has to know metrics exist.
 
-The trace already records every event with a monotonic timestamp; counting and timing them here keeps one
-source of truth (a latency in Grafana is the same number a benchmark reads from the trace file).
+Every event carries its monotonic time; counting and timing them here keeps one source of truth (a latency
+in Grafana is the same number a benchmark reads from the trace file).
 
-Trace events read (anything else is ignored):
-  wake_detected {model}            → hark_wake_detections_total{model}
-  speech_ended                     → hark_turns_total, starts the answer-latency clock
-  playback_started                 → hark_answer_latency_seconds (since speech_ended)
-  playback_stopped                 → hark_barge_in_latency_seconds (if a wake word came while playing)
-  fallback {reason}                → hark_fallbacks_total{reason}
-  realtime_error {code}, error {code}, *_error → hark_errors_total{code}
-  response_done {usage, cost_usd}  → hark_tokens_total{kind}, hark_cost_usd_total
+Events read (one handler per type):
+  WakeDetected {model}             → hark_wake_detections_total{model}
+  SpeechEnded                      → hark_turns_total, starts the answer-latency clock
+  PlaybackStarted                  → hark_answer_latency_seconds (since SpeechEnded)
+  PlaybackStopped                  → hark_barge_in_latency_seconds (if a wake word came while playing)
+  Fallback {reason}                → hark_fallbacks_total{reason}
+  RealtimeError {code}, Error {code} → hark_errors_total{code}
+  ResponseDone {usage, cost_usd}   → hark_tokens_total{kind}, hark_cost_usd_total
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from daemon.observe.trace import Trace
+from daemon.observe import events as ev
+from daemon.observe.bus import EventBus
+from daemon.observe.events import SpeechEnded, WakeDetected
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ BARGE_IN_BUCKETS_S = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0)
 class Metrics:
     """Subscribes to a Trace and keeps counters/histograms in its own registry (tests can make many)."""
 
-    def __init__(self, trace: Trace | None = None, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, bus: EventBus | None = None, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.turns = Counter("hark_turns", "User requests heard to their end (speech ended)", registry=r)
@@ -60,51 +62,46 @@ class Metrics:
         self._barge_in_t: float | None = None
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
-        if trace is not None:
-            trace.subscribe(self.on_record)
+        if bus is not None:
+            self.attach(bus)
 
-    def on_record(self, record: dict[str, Any]) -> None:
-        """Trace listener: cheap, never raises on odd records (a metrics bug must not cost audio)."""
-        event = str(record.get("event", ""))
-        t = record.get("t")
-        now = float(t) if isinstance(t, (int, float)) else None
-        if event == "wake_detected":
-            self.wakes.labels(model=str(record.get("model", "unknown"))).inc()
-            if self._playing and now is not None and self._barge_in_t is None:
-                self._barge_in_t = now
-        elif event == "speech_ended":
-            self.turns.inc()
-            self._speech_ended_t = now
-        elif event == "playback_started":
-            self._on_playback_started(now)
-        elif event == "playback_stopped":
-            self._on_playback_stopped(now)
-        elif event == "fallback":
-            self.fallbacks.labels(reason=str(record.get("reason", "unknown"))).inc()
-        elif event == "response_done":
-            self._on_response_done(record)
-        if event == "error" or event.endswith("_error"):
-            self.errors.labels(code=str(record.get("code") or event)).inc()
+    def attach(self, bus: EventBus) -> None:
+        bus.subscribe(WakeDetected, self._on_wake)
+        bus.subscribe(SpeechEnded, self._on_speech_ended)
+        bus.subscribe(ev.PlaybackStarted, lambda e: self._on_playback_started(e.t))
+        bus.subscribe(ev.PlaybackStopped, lambda e: self._on_playback_stopped(e.t))
+        bus.subscribe(ev.Fallback, lambda e: self.fallbacks.labels(reason=e.reason).inc())
+        bus.subscribe(ev.ResponseDone, self._on_response_done)
+        bus.subscribe(ev.RealtimeError, lambda e: self.errors.labels(code=e.code).inc())
+        bus.subscribe(ev.Error, lambda e: self.errors.labels(code=e.code).inc())
 
-    def _on_playback_started(self, now: float | None) -> None:
+    def _on_wake(self, event: WakeDetected) -> None:
+        self.wakes.labels(model=event.model).inc()
+        if self._playing and self._barge_in_t is None:
+            self._barge_in_t = event.t
+
+    def _on_speech_ended(self, event: SpeechEnded) -> None:
+        self.turns.inc()
+        self._speech_ended_t = event.t
+
+    def _on_playback_started(self, now: float) -> None:
         self._playing = True
         self._barge_in_t = None
-        if self._speech_ended_t is not None and now is not None and now >= self._speech_ended_t:
+        if self._speech_ended_t is not None and now >= self._speech_ended_t:
             self.answer_latency.observe(now - self._speech_ended_t)
         self._speech_ended_t = None  # only the first answer audio of a turn counts
 
-    def _on_playback_stopped(self, now: float | None) -> None:
-        if self._barge_in_t is not None and now is not None and now >= self._barge_in_t:
+    def _on_playback_stopped(self, now: float) -> None:
+        if self._barge_in_t is not None and now >= self._barge_in_t:
             self.barge_in_latency.observe(now - self._barge_in_t)
         self._playing = False
         self._barge_in_t = None
 
-    def _on_response_done(self, record: dict[str, Any]) -> None:
-        for kind, count in _token_counts(record.get("usage")).items():
+    def _on_response_done(self, event: ev.ResponseDone) -> None:
+        for kind, count in _token_counts(event.usage).items():
             self.tokens.labels(kind=kind).inc(count)
-        cost = record.get("cost_usd")
-        if isinstance(cost, (int, float)) and cost > 0:
-            self.cost.inc(cost)
+        if event.cost_usd > 0:
+            self.cost.inc(event.cost_usd)
 
     def start(self, port: int, host: str = "127.0.0.1") -> int:
         """Serve /metrics on host:port in a daemon thread; port 0 = off. Returns the port (0 if off)."""

@@ -1,8 +1,9 @@
 """JSON-lines trace: what happened, when (monotonic seconds) and, for audio events, at which input sample.
 
-The trace is how tests and benchmarks see the daemon from outside, so every part emits to it. Writing must
-never block or break the audio path: lines go through a bounded queue to a writer thread, and a full queue
-or a failing disk drops trace lines (counted), never audio.
+The trace is how tests and benchmarks see the daemon from outside: it subscribes to every event on the bus
+(daemon.observe.bus) and writes `Event.record()` per line. Writing must never block or break the audio
+path: lines go through a bounded queue to a writer thread, and a full queue or a failing disk drops trace
+lines (counted), never audio.
 """
 
 from __future__ import annotations
@@ -11,21 +12,19 @@ import json
 import logging
 import queue
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from daemon.observe.bus import EventBus
+from daemon.observe.events import Event
 
-Listener = Callable[[dict[str, Any]], None]
+log = logging.getLogger(__name__)
 
 
 class Trace:
-    """`emit(event, **fields)` from the event loop (or any thread); listeners run synchronously, cheaply."""
+    """Writes every event on the bus as one JSON line (`path` None: nothing written, e.g. in tests)."""
 
-    def __init__(self, path: str | Path | None = None, max_queue: int = 10_000) -> None:
-        self._listeners: list[Listener] = []
+    def __init__(self, bus: EventBus, path: str | Path | None = None, max_queue: int = 10_000) -> None:
         self._queue: queue.Queue[str | None] = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
         self.dropped = 0
@@ -33,22 +32,13 @@ class Trace:
         if self.path is not None:
             self._thread = threading.Thread(target=self._writer, name="hark-trace", daemon=True)
             self._thread.start()
+            bus.subscribe_all(self._on_event)
 
-    def subscribe(self, listener: Listener) -> None:
-        """Call `listener(record)` for every event (MQTT bridge, metrics, tests)."""
-        self._listeners.append(listener)
-
-    def emit(self, event: str, **fields: Any) -> None:
-        record: dict[str, Any] = {"t": round(time.monotonic(), 6), "event": event, **fields}
-        for listener in self._listeners:
-            try:
-                listener(record)
-            except Exception:  # a broken listener must not break the pipeline
-                log.exception("trace listener failed on %s", event)
+    def _on_event(self, event: Event) -> None:
         if self._thread is None:
             return
         try:
-            self._queue.put_nowait(json.dumps(record, default=str, ensure_ascii=False))
+            self._queue.put_nowait(json.dumps(event.record(), default=str, ensure_ascii=False))
         except queue.Full:
             self.dropped += 1
 

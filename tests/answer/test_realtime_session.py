@@ -13,7 +13,7 @@ from daemon.answer.realtime.client import RealtimeClient
 from daemon.answer.realtime.protocol import (
     AudioDelta,
     Failure,
-    FailureReason,
+    FallbackReason,
     RealtimeEvent,
     RealtimeFailure,
     ResponseDone,
@@ -78,7 +78,7 @@ async def test_a_refused_session_config_is_a_clear_error(
     client, tlog = make_client(realtime_server.url, voice="robot")
     with pytest.raises(RealtimeFailure) as exc:
         await client.open()
-    assert exc.value.reason is FailureReason.ERROR and exc.value.code == "invalid_value"
+    assert exc.value.reason is FallbackReason.ERROR and exc.value.code == "invalid_value"
     assert "session.audio.output.voice" in exc.value.detail
     assert not client.connected
     assert tlog.events("realtime_error")[0]["code"] == "invalid_value"
@@ -145,7 +145,7 @@ async def test_too_short_commit_is_reported_not_sent(realtime_server: ThreadedRe
     client.append(speech16k(50))
     await client.commit()
     events = await collect(client)
-    assert events == [Failure(FailureReason.ERROR, "input_audio_buffer_commit_empty", "only 50 ms")]
+    assert events == [Failure(FallbackReason.ERROR, "input_audio_buffer_commit_empty", "only 50 ms")]
     await wait_until(lambda: "input_audio_buffer.clear" in realtime_server.record.event_types, what="clear")
     assert realtime_server.record.count("input_audio_buffer.commit") == 0
     assert realtime_server.record.count("response.create") == 0
@@ -232,7 +232,7 @@ async def test_refused_connection(closed_port_url: str, make_client: MakeClient)
     client, tlog = make_client(closed_port_url)
     with pytest.raises(RealtimeFailure) as exc:
         await client.open()
-    assert exc.value.reason is FailureReason.UNREACHABLE
+    assert exc.value.reason is FallbackReason.UNREACHABLE
     assert tlog.events("realtime_error")[0]["reason"] == "unreachable"
 
 
@@ -249,11 +249,11 @@ async def test_wrong_key_and_no_key(realtime_server: ThreadedRealtimeServer, mak
     client, _ = make_client(realtime_server.url, api_key="sk-wrong")
     with pytest.raises(RealtimeFailure) as exc:
         await client.open()
-    assert exc.value.reason is FailureReason.AUTH and "OPENAI_API_KEY" in exc.value.detail
+    assert exc.value.reason is FallbackReason.AUTH and "OPENAI_API_KEY" in exc.value.detail
     client, _ = make_client(realtime_server.url, api_key="  ")
     with pytest.raises(RealtimeFailure) as exc:
         await client.open()
-    assert exc.value.reason is FailureReason.NO_API_KEY
+    assert exc.value.reason is FallbackReason.NO_API_KEY
     assert realtime_server.record.rejected == [401]  # the keyless client never dialled
 
 
@@ -264,7 +264,7 @@ async def test_drop_mid_answer_then_reconnect(realtime_server: ThreadedRealtimeS
     await client.ask("hello")
     events = await collect(client)
     assert 0 < len(audio_of(events)) < len(realtime_server.default_reply.audio)
-    assert isinstance(events[-1], Failure) and events[-1].reason is FailureReason.DROPPED
+    assert isinstance(events[-1], Failure) and events[-1].reason is FallbackReason.DROPPED
     assert not client.connected and tlog.events("realtime_closed")[-1]["reason"] == "dropped"
     realtime_server.faults.drop_after_ms = None
     await client.open()
@@ -281,7 +281,7 @@ async def test_stall_times_out(realtime_server: ThreadedRealtimeServer, make_cli
     await client.ask("hello")
     events = await collect(client)
     last = events[-1]
-    assert isinstance(last, Failure) and last.reason is FailureReason.TIMEOUT
+    assert isinstance(last, Failure) and last.reason is FallbackReason.TIMEOUT
     assert bool(audio_of(events)) == (stall == "mid")
     await wait_until(lambda: realtime_server.record.count("response.cancel") == 1, what="cancel")
     await wait_until(lambda: bool(realtime_server.record.responses), what="cancelled response")
@@ -319,7 +319,7 @@ async def test_session_expired_reconnects_on_next_turn(
     await asyncio.sleep(0.2)
     await asyncio.to_thread(realtime_server.expire_all)
     events = await collect(client)
-    assert isinstance(events[-1], Failure) and events[-1].reason is FailureReason.EXPIRED
+    assert isinstance(events[-1], Failure) and events[-1].reason is FallbackReason.EXPIRED
 
 
 async def test_idle_session_closes(realtime_server: ThreadedRealtimeServer, make_client: MakeClient):
@@ -353,7 +353,7 @@ async def test_usage_cost_and_daily_limit(realtime_server: ThreadedRealtimeServe
     assert tlog.events("response_done")[0]["usage"]["output_audio"] == 20
     with pytest.raises(RealtimeFailure) as exc:
         await client.open()
-    assert exc.value.reason is FailureReason.COST_LIMIT and "cost.daily_limit" in exc.value.detail
+    assert exc.value.reason is FallbackReason.COST_LIMIT and "cost.daily_limit" in exc.value.detail
 
 
 async def test_second_turn_counts_cached_context(realtime_server: ThreadedRealtimeServer, make_client: MakeClient):
@@ -366,4 +366,4 @@ async def test_second_turn_counts_cached_context(realtime_server: ThreadedRealti
         assert isinstance(done, ResponseDone)
         totals.append(done.usage)
     assert totals[0].input_cached == 0 and totals[1].input_cached > 0
-    assert client.usage_today == totals[0] + totals[1]
+    assert client.usage_since_start == totals[0] + totals[1]

@@ -16,8 +16,9 @@ from daemon.audio.frames import AudioChunk
 from daemon.audio.resample import AudioFileError
 from daemon.audio.sink import PyAudioSink, WavSink, open_sink
 from daemon.config.settings import AudioSettings, ChimeSettings
-from daemon.observe.trace import Trace
+from daemon.observe.bus import EventBus
 from tests.fixtures_audio import PulseRig, active_span, rms, tone, write_wav
+from tests.records import recorded
 
 FULL = 32767
 
@@ -28,10 +29,8 @@ def chunks(freq_hz: float, seconds: float, rate_hz: int, level: float = 0.5, chu
     return [AudioChunk(pcm[i : i + step], rate_hz) for i in range(0, len(pcm), step)]
 
 
-def traced() -> tuple[Trace, list[dict[str, Any]]]:
-    trace, events = Trace(), []
-    trace.subscribe(events.append)
-    return trace, events
+def traced() -> tuple[EventBus, list[dict[str, Any]]]:
+    return recorded()
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
@@ -224,7 +223,7 @@ async def test_jitter_buffer_holds_playback_until_enough_is_queued(tmp_path: Pat
 
 async def test_unwritable_wav_output_names_the_path(tmp_path: Path) -> None:
     bad = tmp_path / "missing-dir" / "out.wav"
-    sink = open_sink(AudioSettings(output=f"wav:{bad}"), Trace())
+    sink = open_sink(AudioSettings(output=f"wav:{bad}"), EventBus())
     with pytest.raises(OSError, match="missing-dir/out.wav': cannot write the file"):
         await sink.start()
 

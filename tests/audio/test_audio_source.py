@@ -15,8 +15,9 @@ from daemon.audio.frames import FRAME_SAMPLES, AudioFrame, DeviceLost, DeviceRes
 from daemon.audio.resample import AudioFileError, StreamResampler, read_wav_mono16
 from daemon.audio.source import PyAudioSource, WavSource, open_source
 from daemon.config.settings import AudioSettings
-from daemon.observe.trace import Trace
+from daemon.observe.bus import EventBus
 from tests.fixtures_audio import PulseRig, active_span, make_speech_wav, rms, tone, write_wav
+from tests.records import record_into
 
 # --- resampling ------------------------------------------------------------------------------------------
 
@@ -60,7 +61,7 @@ async def _collect(source: PyAudioSource | WavSource, limit_s: float = 30.0) -> 
 
 async def test_wav_source_frames_offsets_and_eof(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "s.wav", tone(300, 1.0, 44_100), 44_100, channels=2)
-    source = open_source(AudioSettings(input=f"wav:{path}", realtime_pace=False), Trace())
+    source = open_source(AudioSettings(input=f"wav:{path}", realtime_pace=False), EventBus())
     frames = await _collect(source)
     assert all(len(f.pcm) == FRAME_SAMPLES * 2 for f in frames)
     assert [f.sample for f in frames] == [i * FRAME_SAMPLES for i in range(len(frames))]
@@ -123,11 +124,11 @@ async def anext_item(source: PyAudioSource | WavSource) -> SourceItem:
 def test_missing_or_bad_wav_names_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "nope.wav"
     with pytest.raises(AudioFileError, match=f"{missing}: file not found"):
-        open_source(AudioSettings(input=f"wav:{missing}"), Trace())
+        open_source(AudioSettings(input=f"wav:{missing}"), EventBus())
     junk = tmp_path / "junk.wav"
     junk.write_text("this is not audio")
     with pytest.raises(AudioFileError, match=f"{junk}: not a readable PCM WAV file"):
-        open_source(AudioSettings(input=f"wav:{junk}"), Trace())
+        open_source(AudioSettings(input=f"wav:{junk}"), EventBus())
 
 
 # --- real capture through PulseAudio ---------------------------------------------------------------------
@@ -162,7 +163,7 @@ async def _first_frame(source: PyAudioSource, limit_s: float = 15.0) -> None:
 
 
 async def test_pyaudio_captures_speech_played_into_the_mic(pulse_rig: PulseRig, speech_wav: Path) -> None:
-    trace = Trace()
+    trace = EventBus()
     source = open_source(AudioSettings(input="hark_mic"), trace)
     assert isinstance(source, PyAudioSource)
     try:
@@ -193,7 +194,7 @@ async def _wait_then(proc: subprocess.Popen[bytes], done: asyncio.Event) -> None
 
 
 async def test_pause_really_releases_the_microphone(pulse_rig: PulseRig) -> None:
-    source = PyAudioSource("hark_mic", Trace())
+    source = PyAudioSource("hark_mic", EventBus())
     try:
         await _first_frame(source)
         assert pulse_rig.capture_streams() == 1
@@ -231,8 +232,7 @@ async def _next_of(source: PyAudioSource, kind: type, limit_s: float) -> SourceI
 
 async def test_unplugged_device_is_reported_and_comes_back(pulse_rig: PulseRig, speech_wav: Path) -> None:
     events: list[dict[str, object]] = []
-    trace = Trace()
-    trace.subscribe(events.append)
+    trace = record_into(EventBus(), events.append)
     source = PyAudioSource("hark_mic", trace, reopen_min_s=0.2, reopen_max_s=1.0)
     try:
         await _first_frame(source)
@@ -266,7 +266,7 @@ async def test_unplugged_device_is_reported_and_comes_back(pulse_rig: PulseRig, 
 
 
 async def test_unknown_device_name_is_a_device_lost_that_lists_devices(pulse_rig: PulseRig) -> None:
-    source = PyAudioSource("no-such-mic", Trace(), reopen_min_s=0.2, reopen_max_s=0.5)
+    source = PyAudioSource("no-such-mic", EventBus(), reopen_min_s=0.2, reopen_max_s=0.5)
     try:
         item = await _next_of(source, DeviceLost, 15)
     finally:

@@ -114,7 +114,7 @@ async def test_wake_word_cuts_an_announcement_short(tmp_path: Path, speech: Spee
     task = asyncio.create_task(daemon.assistant.run())
     try:
         await asyncio.sleep(0.5)
-        daemon.assistant.say(
+        daemon.controller.say(
             "This is a long announcement. The washing machine has finished its cycle. Please take the laundry out. "
             "Dinner will be ready in twenty minutes. The weather tomorrow will be sunny and warm."
         )

@@ -11,9 +11,9 @@ import pytest
 
 from daemon.audio.frames import INPUT_RATE_HZ, AudioFrame
 from daemon.config.settings import EndpointSettings, WakeSettings
-from daemon.listen.detections import NoSpeech, SpeechEnded, SpeechStarted
 from daemon.listen.endpoint import Endpointer, EndpointEvent, VadState
 from daemon.listen.wake import WakeDetector
+from daemon.observe.events import NoSpeech, SpeechEnded, SpeechStarted
 from tests.speech import Clip, Speech
 
 TOLERANCE = 60 * INPUT_RATE_HZ // 1000

@@ -11,8 +11,8 @@ import pytest
 from daemon.audio.frames import INPUT_RATE_HZ, WAKE_STEP_SAMPLES
 from daemon.config.models import ModelError
 from daemon.config.settings import WakeSettings
-from daemon.listen.detections import WakeDetected
 from daemon.listen.wake import WakeDetector
+from daemon.observe.events import WakeDetected
 from tests.speech import Clip, Speech
 
 LATE_S = 0.5

@@ -123,7 +123,7 @@ async def test_commands_drive_the_speaker(live: Live, pulse_rig: PulseRig) -> No
     # wake off: persisted and retained
     probe.publish("hark/all/cmd/wake", "OFF")
     await probe.wait_for(f"{BASE}/wake", lambda m: m.text == "OFF")
-    assert live.daemon.assistant.wake_enabled is False
+    assert live.daemon.assistant.sm.wake_enabled is False
 
 
 async def test_ask_with_a_tool_call_through_mqtt(live: Live) -> None:

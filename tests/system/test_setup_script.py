@@ -99,7 +99,7 @@ def test_install_creates_files_with_safe_modes(checkout: Path, root: Path, tmp_p
     unit = root / "etc/systemd/system/hark.service"
     assert unit.read_bytes() == (REPO / "systemd/hark.service").read_bytes()
     assert os.readlink(root / "usr/local/bin/hark") == "/opt/hark/venv/bin/hark"
-    assert (root / "opt/hark/src/daemon/config.py").exists()
+    assert (root / "opt/hark/src/daemon/config/settings.py").exists()
     assert not (root / "opt/hark/src/.git").exists()
     assert "m hark audio" in (root / "usr/lib/sysusers.d/hark.conf").read_text()
 

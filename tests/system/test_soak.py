@@ -29,10 +29,11 @@ import pytest
 from daemon import app
 from daemon.audio.frames import INPUT_RATE_HZ
 from daemon.config.settings import Secrets
-from daemon.observe.trace import Trace
+from daemon.observe.bus import EventBus
 from tests.fixtures_mqtt import Broker
 from tests.fixtures_realtime import API_KEY
 from tests.harness import settings_for
+from tests.records import record_into
 from tests.speech import Speech
 
 CYCLE_S = 20.0
@@ -169,9 +170,8 @@ async def soak(
         if mqtt_port:
             extra["mqtt"] = {"host": "127.0.0.1", "port": mqtt_port, "device_id": "soak"}
         settings = settings_for(tmp, models_dir, wav, **extra)
-        trace = Trace()
-        trace.subscribe(sampler)
-        daemon = await app.build(settings, Secrets(openai_api_key=API_KEY), trace)
+        bus = record_into(EventBus(), sampler)
+        daemon = await app.build(settings, Secrets(openai_api_key=API_KEY), bus)
         t0 = time.monotonic()
         try:
             await asyncio.wait_for(daemon.assistant.run(), audio_s * 0.1 + 300)

@@ -1,44 +1,74 @@
 """The OpenAI Realtime (GA) session: connect, stream the user's audio, receive the answer, cancel, tools.
 
-One `RealtimeClient` per daemon. The assistant drives it per turn: `open()` (parallel with listening, so
-connection time is never added after the user stops), `append()` frames, `commit()` or `ask()`, iterate
+One `RealtimeClient` per daemon. The cloud responder drives it per turn: `open()` (parallel with listening,
+so connection time is never added after the user stops), `append()` frames, `commit()` or `ask()`, iterate
 `events()`, `cancel()` on barge-in. All sends go through one ordered outbox: audio buffered before the
 session is ready is flushed first, in order, and nothing at all is sent before `open()`. Every failure
 arrives as a `Failure` (or `RealtimeFailure` from `open()`) whose reason names a spoken fallback message.
-Receiving and translating server events lives in `daemon/realtime_receive.py`.
+
+The session's life is one explicit `SessionState` with one writer (`_set`); the server's own rule of one
+active response at a time is the `_no_response` gate. Server events arrive as the SDK's typed models and
+are dispatched by type in `_on_event`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from enum import Enum
 from typing import Any
 
 from openai import AsyncOpenAI
 from openai.resources.realtime.realtime import AsyncRealtimeConnection
-from websockets.exceptions import InvalidStatus, WebSocketException
+from openai.types.realtime import (
+    ConversationItemInputAudioTranscriptionCompletedEvent,
+    InputAudioBufferCommittedEvent,
+    InputAudioBufferSpeechStartedEvent,
+    RealtimeErrorEvent,
+    RealtimeServerEvent,
+    ResponseAudioDeltaEvent,
+    ResponseAudioTranscriptDeltaEvent,
+    ResponseAudioTranscriptDoneEvent,
+    ResponseCreatedEvent,
+    ResponseDoneEvent,
+    ResponseFunctionCallArgumentsDoneEvent,
+    ResponseTextDeltaEvent,
+    ResponseTextDoneEvent,
+    SessionUpdatedEvent,
+)
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus, WebSocketException
 
-from daemon.answer.fallback import DailyCost
+from daemon.answer.budget import DailyCost
 from daemon.answer.realtime.protocol import (
+    BENIGN_ERRORS,
     BYTES_PER_MS,
     MIN_COMMIT_MS,
+    PROBE_METADATA,
     RATE_HZ,
+    AudioDelta,
     Failure,
-    FailureReason,
     RealtimeEvent,
     RealtimeFailure,
     ResponseDone,
+    ServerSpeechStarted,
+    TextDelta,
+    ToolCall,
+    Transcript,
+    probe_response,
     session_payload,
 )
-from daemon.answer.realtime.receive import Receiver
+from daemon.answer.realtime.usage import Usage, cost_usd
+from daemon.answer.reasons import FallbackReason
 from daemon.answer.tools import ToolRegistry
 from daemon.audio.frames import INPUT_RATE_HZ
 from daemon.audio.resample import StreamResampler
 from daemon.config.settings import CostSettings, RealtimeSettings
-from daemon.observe.trace import Trace
+from daemon.observe import events as ev
+from daemon.observe.bus import EventBus
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +76,26 @@ Send = Callable[[AsyncRealtimeConnection], Awaitable[None]]
 CLOSE_TIMEOUT_S = 2.0
 
 
-class RealtimeClient(Receiver):
+class SessionState(str, Enum):
+    CLOSED = "closed"
+    """No socket; `open()` connects."""
+    CONNECTING = "connecting"
+    """Handshake and `session.update` in progress; audio appended meanwhile waits in the outbox."""
+    READY = "ready"
+    """Connected, no request in flight (listening, or between turns)."""
+    AWAITING = "awaiting"
+    """A request was sent (commit, ask or a server-VAD commit); no answer yet: the response timeout runs."""
+    ANSWERING = "answering"
+    """The answer is arriving; the timeout now guards against a stall."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+IN_TURN = (SessionState.AWAITING, SessionState.ANSWERING)
+
+
+class RealtimeClient:
     """A warm, reusable Realtime session; see the module docstring for the turn protocol."""
 
     def __init__(
@@ -55,45 +104,86 @@ class RealtimeClient(Receiver):
         cost: CostSettings,
         api_key: str,
         tools: ToolRegistry,
-        trace: Trace,
+        bus: EventBus,
         *,
         spend: DailyCost | None = None,
     ) -> None:
-        super().__init__(settings, cost, tools, trace)
-        self.spend = spend
+        self._settings = settings
+        self._cost = cost
+        self._tools = tools
+        self._bus = bus
+        self.spend = spend if spend is not None else DailyCost()
+        self.usage_since_start = Usage()
         self._api_key = api_key.strip()
+        self._state = SessionState.CLOSED
+        self._conn: AsyncRealtimeConnection | None = None
         self._opening: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._outbox: asyncio.Queue[Send] = asyncio.Queue()
+        self._events: asyncio.Queue[RealtimeEvent] = asyncio.Queue()
+        self._no_response = asyncio.Event()  # set: the server has no active response (we may create one)
+        self._no_response.set()
         self._resampler = StreamResampler(INPUT_RATE_HZ, RATE_HZ)
         self._turn_bytes = 0
-        self._tasks: list[asyncio.Task[None]] = []
+        self._turn_t = 0.0
+        self._progress_t = 0.0
+        self._response_id = ""
+        self._cancelled: set[str] = set()
+        self._cancel_next_created = False
+        self._audio_item = ""
+        self._audio_item_bytes = 0
+        self._pending_tools: list[tuple[str, str, asyncio.Task[str]]] = []
+        self._timeout_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._probes: dict[str, asyncio.Future[str]] = {}  # response id → its final status
+        self._probe_waiter: asyncio.Future[str] | None = None  # the probe whose response.created is due
+        self._expired = False  # the server said session_expired: the coming close is not an outage
+        self._append_traced = False
+        self._last_activity = time.monotonic()
+
+    @property
+    def state(self) -> SessionState:
+        return self._state
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
+    @property
+    def cost_today_usd(self) -> float:
+        return self.spend.spent_today
+
+    def _set(self, state: SessionState) -> None:
+        """The one writer of the session state."""
+        if state is not self._state:
+            log.debug("realtime session %s → %s", self._state, state)
+            self._state = state
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
     async def open(self) -> None:
         """Connect and configure (or reuse the warm session). Raises RealtimeFailure with a reason."""
-        limit = self._cost.daily_limit
-        over = self.spend.over(limit) if self.spend is not None else self.daily.over(limit)
-        if over:
-            spent = self.spend.spent_today if self.spend is not None else self.daily.cost_usd
+        if self.spend.over(self._cost.daily_limit):
             raise RealtimeFailure(
-                FailureReason.COST_LIMIT,
-                f"today's estimated spend ${spent:.2f} reached cost.daily_limit "
+                FallbackReason.COST_LIMIT,
+                f"today's estimated spend ${self.spend.spent_today:.2f} reached cost.daily_limit "
                 f"${self._cost.daily_limit:.2f}; the cloud is used again tomorrow",
             )
         if self._conn is not None:
             self._touch()
             return
         if self._opening is None or self._opening.done():
-            self._opening = asyncio.create_task(self._connect())
+            self._opening = asyncio.create_task(self._connect(), name="realtime-connect")
         await self._opening
 
     async def _connect(self) -> None:
         if not self._api_key:
             raise RealtimeFailure(
-                FailureReason.NO_API_KEY,
+                FallbackReason.NO_API_KEY,
                 "OPENAI_API_KEY is not set; put it in /etc/hark/env (or the environment) and restart",
             )
-        self._trace.emit("realtime_connecting", model=self._settings.model, url=self._settings.url or "openai")
+        self._set(SessionState.CONNECTING)
+        self._bus.publish(ev.RealtimeConnecting(self._settings.model, self._settings.url or "openai"))
         t0 = time.monotonic()
         deadline = t0 + self._settings.connect_timeout
         try:
@@ -106,20 +196,26 @@ class RealtimeClient(Receiver):
                 await _close_quietly(conn)
                 raise
         except RealtimeFailure:
+            self._set(SessionState.CLOSED)
             raise  # already traced and logged where it was decided
         except asyncio.TimeoutError:
+            self._set(SessionState.CLOSED)
             raise self._connect_failed(
-                FailureReason.UNREACHABLE, f"no session.updated within {self._settings.connect_timeout:g} s"
+                FallbackReason.UNREACHABLE, f"no session.updated within {self._settings.connect_timeout:g} s"
             ) from None
         except (WebSocketException, OSError) as e:
-            raise self._connect_failed(FailureReason.UNREACHABLE, f"connection lost during setup: {e}") from e
+            self._set(SessionState.CLOSED)
+            raise self._connect_failed(FallbackReason.UNREACHABLE, f"connection lost during setup: {e}") from e
+        except BaseException:
+            self._set(SessionState.CLOSED)
+            raise
         self._attach(conn)
         setup_ms = round((time.monotonic() - t0) * 1000, 1)
-        self._trace.emit("realtime_connected", setup_ms=setup_ms)
+        self._bus.publish(ev.RealtimeConnected(setup_ms))
         log.info("Realtime session ready in %.0f ms (model %s)", setup_ms, self._settings.model)
 
-    def _connect_failed(self, reason: FailureReason, detail: str, code: str = "") -> RealtimeFailure:
-        self._trace.emit("realtime_error", code=code or reason.value, reason=reason.value)
+    def _connect_failed(self, reason: FallbackReason, detail: str, code: str = "") -> RealtimeFailure:
+        self._bus.publish(ev.RealtimeError(code or reason.value, detail, reason=reason.value))
         log.warning("Realtime session not available (%s): %s", reason.value, detail)
         return RealtimeFailure(reason, detail, code)
 
@@ -132,7 +228,7 @@ class RealtimeClient(Receiver):
             return await asyncio.wait_for(client.realtime.connect(model=self._settings.model).enter(), timeout)
         except asyncio.TimeoutError:
             raise self._connect_failed(
-                FailureReason.UNREACHABLE,
+                FallbackReason.UNREACHABLE,
                 f"{where}: no connection within {timeout:g} s (realtime.connect_timeout)",
             ) from None
         except InvalidStatus as e:
@@ -140,15 +236,15 @@ class RealtimeClient(Receiver):
             body = e.response.body.decode("utf-8", "replace")[:200] if e.response.body else ""
             if status in (401, 403):
                 raise self._connect_failed(
-                    FailureReason.AUTH,
+                    FallbackReason.AUTH,
                     f"{where} refused the API key (HTTP {status}): {body}; check OPENAI_API_KEY",
                     code=f"http_{status}",
                 ) from e
-            reason = FailureReason.UNREACHABLE if status >= 500 or status == 429 else FailureReason.ERROR
+            reason = FallbackReason.UNREACHABLE if status >= 500 or status == 429 else FallbackReason.ERROR
             raise self._connect_failed(reason, f"{where} answered HTTP {status}: {body}", f"http_{status}") from e
         except (OSError, WebSocketException) as e:
             raise self._connect_failed(
-                FailureReason.UNREACHABLE,
+                FallbackReason.UNREACHABLE,
                 f"cannot connect to {where}: {e} (network down or realtime.url wrong?)",
             ) from e
 
@@ -156,19 +252,21 @@ class RealtimeClient(Receiver):
         """Wait for `session.updated`; an `error` here means our configuration was refused."""
         while True:
             try:
-                event: Any = await conn.recv()
+                event = await conn.recv()
             except ValueError:
                 continue
-            kind = getattr(event, "type", None)
-            if kind == "session.updated":
+            if isinstance(event, SessionUpdatedEvent):
                 return
-            if kind == "error":
+            if isinstance(event, RealtimeErrorEvent):
                 code, message = str(event.error.code or event.error.type), str(event.error.message)
-                raise self._connect_failed(FailureReason.ERROR, f"session.update refused: {code}: {message}", code=code)
+                raise self._connect_failed(
+                    FallbackReason.ERROR, f"session.update refused: {code}: {message}", code=code
+                )
 
     def _attach(self, conn: AsyncRealtimeConnection) -> None:
         self._conn = conn
         self._expired = False
+        self._set(SessionState.READY)
         self._touch()
         self._tasks = [
             asyncio.create_task(self._read_loop(conn), name="realtime-read"),
@@ -192,6 +290,28 @@ class RealtimeClient(Receiver):
         await _close_quietly(conn)
         self._connection_lost(reason, conn_was_active=False)
 
+    # --- the cloud's health, for the circuit breaker ------------------------------------------------------
+
+    async def probe(self, timeout_s: float) -> None:
+        """Is the cloud answering? Opens (or reuses) the session and asks for a one-word text answer outside
+        the conversation. Only a completed response counts: a socket that accepts the connection but never
+        answers must not close the breaker. Raises RealtimeFailure (timeout, error) or TimeoutError."""
+        await asyncio.wait_for(self.open(), timeout_s)
+        if self._probe_waiter is not None:
+            raise RealtimeFailure(FallbackReason.ERROR, "a probe is already running")
+        loop = asyncio.get_running_loop()
+        self._probe_waiter = created = loop.create_future()
+        body: Any = probe_response()
+        self._outbox.put_nowait(lambda c: c.response.create(response=body))
+        try:
+            status = await asyncio.wait_for(created, timeout_s)
+        except asyncio.TimeoutError:
+            raise RealtimeFailure(FallbackReason.TIMEOUT, f"no answer to the probe within {timeout_s:g} s") from None
+        finally:
+            self._probe_waiter = None
+        if status != "completed":
+            raise RealtimeFailure(FallbackReason.ERROR, f"the probe's response ended {status}")
+
     # --- sending -----------------------------------------------------------------------------------------
 
     async def _send_loop(self, conn: AsyncRealtimeConnection) -> None:
@@ -199,8 +319,13 @@ class RealtimeClient(Receiver):
             op = await self._outbox.get()
             try:
                 await op(conn)
-            except Exception as e:  # the reader sees the closed socket and reports it
-                log.debug("send failed (%s); the receive side reports the lost connection", e)
+            except (ConnectionClosed, WebSocketException, OSError) as e:
+                # the socket is gone: the read loop sees it too and reports the lost connection
+                log.info("Realtime send failed (%s: %s); the connection is being reported lost", type(e).__name__, e)
+                return
+            except Exception:
+                log.exception("Realtime send failed on a message we built: a bug; the session is closed")
+                self._spawn(self._shutdown("dropped"))
                 return
 
     def append(self, pcm16k: bytes) -> None:
@@ -218,7 +343,7 @@ class RealtimeClient(Receiver):
         await conn.input_audio_buffer.append(audio=b64)
         if not self._append_traced:
             self._append_traced = True
-            self._trace.emit("audio_appended", bytes=nbytes)
+            self._bus.publish(ev.AudioAppended(nbytes))
 
     def discard(self) -> None:
         """Nothing was said (or the turn was abandoned): forget the audio of this turn.
@@ -245,9 +370,9 @@ class RealtimeClient(Receiver):
             ms = nbytes / BYTES_PER_MS
             log.warning("utterance of %.0f ms is too short to send (the API needs >= %d ms)", ms, MIN_COMMIT_MS)
             self._outbox.put_nowait(lambda c: c.input_audio_buffer.clear())
-            self._finish(Failure(FailureReason.ERROR, "input_audio_buffer_commit_empty", f"only {ms:.0f} ms"))
+            self._finish(Failure(FallbackReason.ERROR, "input_audio_buffer_commit_empty", f"only {ms:.0f} ms"))
             return
-        self._trace.emit("commit", bytes=nbytes, audio_ms=nbytes // BYTES_PER_MS)
+        self._bus.publish(ev.Committed(bytes=nbytes, audio_ms=nbytes // BYTES_PER_MS))
         self._outbox.put_nowait(lambda c: c.input_audio_buffer.commit())
         await self._create_response()
 
@@ -257,7 +382,7 @@ class RealtimeClient(Receiver):
             raise ValueError("ask() needs the request text, got an empty string")
         self._start_turn()
         item: Any = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
-        self._trace.emit("transcript", role="user", text=text)
+        self._bus.publish(ev.Transcript("user", text))
         self._outbox.put_nowait(lambda c: c.conversation.item.create(item=item))
         await self._create_response()
 
@@ -297,13 +422,287 @@ class RealtimeClient(Receiver):
             if isinstance(event, Failure) or (isinstance(event, ResponseDone) and not event.follow_up):
                 return
 
+    # --- the turn ------------------------------------------------------------------------------------------
+
+    def _touch(self) -> None:
+        self._last_activity = time.monotonic()
+
+    def _start_turn(self, drain: bool = True) -> None:
+        while drain and not self._events.empty():  # leftovers of an abandoned turn must not end this one
+            self._events.get_nowait()
+        if not self._no_response.is_set():
+            self._mark_cancelled()
+        self._set(SessionState.AWAITING)
+        self._turn_t = time.monotonic()
+        self._append_traced = False
+        self._touch()
+
+    def _end_turn(self) -> None:
+        if self._state in IN_TURN:
+            self._set(SessionState.READY if self._conn is not None else SessionState.CLOSED)
+        self._disarm_timeout()
+        self._touch()
+
+    def _finish(self, event: Failure | ResponseDone) -> None:
+        """Queue the event that ends the turn."""
+        self._events.put_nowait(event)
+        self._end_turn()
+
+    def _mark_cancelled(self) -> None:
+        if self._response_id:
+            self._cancelled.add(self._response_id)
+        else:
+            self._cancel_next_created = True
+
+    def _arm_timeout(self) -> None:
+        self._disarm_timeout()
+        self._progress_t = time.monotonic()
+        self._timeout_task = asyncio.create_task(self._timeout(), name="realtime-timeout")
+
+    def _disarm_timeout(self) -> None:
+        if self._timeout_task is not None and self._timeout_task is not asyncio.current_task():
+            self._timeout_task.cancel()
+        self._timeout_task = None
+
+    async def _timeout(self) -> None:
+        """Fail the turn when the answer does not start, or stops, for realtime.response_timeout."""
+        limit = self._settings.response_timeout
+        while True:
+            waited = time.monotonic() - self._progress_t
+            if waited >= limit:
+                break
+            await asyncio.sleep(limit - waited)
+        if self._state not in IN_TURN:
+            return
+        what = "no answer audio" if self._state is SessionState.AWAITING else "the answer stalled"
+        detail = f"{what} for {limit:g} s (realtime.response_timeout)"
+        log.warning("%s; cancelling it and falling back", detail)
+        self._bus.publish(ev.RealtimeError("response_timeout", detail, reason=FallbackReason.TIMEOUT.value))
+        if not self._no_response.is_set():
+            self._mark_cancelled()
+            self._outbox.put_nowait(lambda c: c.response.cancel())
+        self._timeout_task = None
+        self._finish(Failure(FallbackReason.TIMEOUT, "response_timeout", detail))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            await coro
+
+        task = asyncio.create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- receiving ---------------------------------------------------------------------------------------
+
+    async def _read_loop(self, conn: AsyncRealtimeConnection) -> None:
+        reason = "dropped"
+        try:
+            while True:
+                try:
+                    event = await conn.recv()
+                except ValueError as e:
+                    log.warning("ignored a server message that is not valid JSON: %s", e)
+                    continue
+                try:
+                    self._on_event(event)
+                except (AttributeError, TypeError, ValueError, binascii.Error) as e:
+                    log.warning("ignored a malformed %r event: %s", getattr(event, "type", "?"), e)
+        except ConnectionClosed as e:
+            reason = (
+                "expired" if self._expired else ("server_closed" if isinstance(e, ConnectionClosedOK) else "dropped")
+            )
+            log.log(logging.INFO if self._expired else logging.WARNING, "Realtime socket closed (%s): %s", reason, e)
+        except Exception as e:  # e.g. WebSocketConnectionClosedError, OSError: the socket is unusable
+            log.warning("Realtime socket failed: %s: %s", type(e).__name__, e)
+        finally:
+            if self._conn is conn:
+                self._conn = None
+                self._connection_lost(reason, conn_was_active=True)
+
+    def _connection_lost(self, reason: str, conn_was_active: bool) -> None:
+        """The session is gone: fail the turn in flight, drop stale sends, reset response state."""
+        for bg in list(self._background):
+            if bg is not asyncio.current_task():
+                bg.cancel()
+        for _, _, tool_task in self._pending_tools:
+            tool_task.cancel()
+        self._pending_tools = []
+        for future in [*self._probes.values(), self._probe_waiter]:
+            if future is not None and not future.done():
+                future.set_result(f"connection {reason}")
+        self._probes.clear()
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
+        if conn_was_active and (self._state in IN_TURN or not self._no_response.is_set()):
+            fr = FallbackReason.EXPIRED if reason == "expired" else FallbackReason.DROPPED
+            self._finish(Failure(fr, reason, f"the Realtime connection ended mid-turn ({reason})"))
+        self._end_turn()
+        self._set(SessionState.CLOSED)
+        self._no_response.set()
+        self._response_id = ""
+        self._cancel_next_created = False
+        self._bus.publish(ev.RealtimeClosed(reason))
+
+    def _on_event(self, event: RealtimeServerEvent) -> None:
+        """One typed server event → turn state and `RealtimeEvent`s (anything else is ignored)."""
+        match event:
+            case ResponseCreatedEvent():
+                self._on_response_created(event)
+            case ResponseAudioDeltaEvent():
+                self._on_audio_delta(event)
+            case ResponseTextDeltaEvent():
+                if self._live(event.response_id):
+                    self._first()
+                    self._events.put_nowait(TextDelta(str(event.delta)))
+            case ResponseAudioTranscriptDeltaEvent():
+                if self._live(event.response_id):
+                    self._events.put_nowait(Transcript("assistant", str(event.delta), final=False))
+            case ResponseAudioTranscriptDoneEvent():
+                self._on_assistant_final(event.response_id, str(event.transcript or ""))
+            case ResponseTextDoneEvent():
+                self._on_assistant_final(event.response_id, str(event.text or ""))
+            case ConversationItemInputAudioTranscriptionCompletedEvent():
+                text = str(event.transcript)
+                self._events.put_nowait(Transcript("user", text, final=True))
+                self._bus.publish(ev.Transcript("user", text))
+            case InputAudioBufferSpeechStartedEvent():
+                self._events.put_nowait(ServerSpeechStarted(int(event.audio_start_ms)))
+            case InputAudioBufferCommittedEvent():
+                if self._settings.turn_detection != "local":
+                    self._bus.publish(ev.Committed(by="server"))
+                    self._start_turn(drain=False)
+                    self._arm_timeout()
+            case ResponseFunctionCallArgumentsDoneEvent():
+                self._on_tool_call(event)
+            case ResponseDoneEvent():
+                self._on_response_done(event)
+            case RealtimeErrorEvent():
+                self._on_error(event)
+            case _:
+                log.debug("ignored server event %r", getattr(event, "type", None))
+
+    def _on_response_created(self, event: ResponseCreatedEvent) -> None:
+        rid = str(event.response.id)
+        if event.response.metadata == PROBE_METADATA and self._probe_waiter is not None:
+            self._probes[rid] = self._probe_waiter  # out of band: not part of any turn
+            self._probe_waiter = None
+            return
+        self._response_id = rid
+        self._no_response.clear()
+        if self._cancel_next_created:
+            self._cancel_next_created = False
+            self._cancelled.add(rid)
+        elif self._state not in IN_TURN:  # server VAD started this response itself
+            self._start_turn(drain=False)
+            self._arm_timeout()
+        self._bus.publish(ev.ResponseCreated(rid))
+
+    def _first(self) -> None:
+        self._progress_t = time.monotonic()
+        if self._state is SessionState.AWAITING:
+            self._set(SessionState.ANSWERING)
+            self._bus.publish(ev.FirstDelta(round((time.monotonic() - self._turn_t) * 1000, 1)))
+
+    def _live(self, response_id: str) -> bool:
+        return str(response_id) not in self._cancelled and str(response_id) not in self._probes
+
+    def _on_audio_delta(self, event: ResponseAudioDeltaEvent) -> None:
+        if not self._live(event.response_id):
+            return
+        pcm = base64.b64decode(event.delta, validate=True)
+        if event.item_id != self._audio_item:
+            self._audio_item, self._audio_item_bytes = str(event.item_id), 0
+        self._audio_item_bytes += len(pcm)
+        self._first()
+        self._events.put_nowait(AudioDelta(pcm, self._audio_item))
+
+    def _on_assistant_final(self, response_id: str, text: str) -> None:
+        if str(response_id) in self._probes:
+            return
+        if self._live(response_id):
+            self._events.put_nowait(Transcript("assistant", text, final=True))
+        self._bus.publish(ev.Transcript("assistant", text))
+
+    def _on_tool_call(self, event: ResponseFunctionCallArgumentsDoneEvent) -> None:
+        name, call_id = str(event.name), str(event.call_id)
+        task = asyncio.create_task(self._tools.call(name, call_id, str(event.arguments)), name=f"tool-{name}")
+        self._pending_tools.append((name, call_id, task))
+        self._progress_t = time.monotonic()
+        self._touch()
+
+    def _on_response_done(self, event: ResponseDoneEvent) -> None:
+        resp = event.response
+        rid, status = str(resp.id), str(resp.status)
+        usage = Usage.from_api(resp.usage)
+        cost = cost_usd(usage, self._cost)
+        self.usage_since_start = self.usage_since_start + usage
+        self.spend.add(cost)
+        self._bus.publish(ev.ResponseDone(status, usage.as_dict(), round(cost, 6)))
+        probe = self._probes.pop(rid, None)
+        if probe is not None:
+            if not probe.done():
+                probe.set_result(status)
+            return
+        if rid == self._response_id:
+            self._response_id = ""
+        self._no_response.set()
+        tools, self._pending_tools = self._pending_tools, []
+        if rid in self._cancelled:
+            self._cancelled.discard(rid)
+            return
+        if status == "failed":
+            err = resp.status_details.error if resp.status_details is not None else None
+            code = str((err.code if err is not None else "") or "response_failed")
+            message = str((err.message if err is not None else "") or "the model's response failed")
+            log.error("the model's response failed: %s %s", code, message)
+            self._finish(Failure(FallbackReason.ERROR, code, message))
+            return
+        if status == "incomplete":
+            reason = resp.status_details.reason if resp.status_details is not None else None
+            log.info("answer cut short: %s", reason or "unknown reason")
+        follow_up = bool(tools) and status == "completed" and self._state in IN_TURN
+        if follow_up:
+            self._spawn(self._finish_tools(tools))
+            self._events.put_nowait(ResponseDone(status, usage, cost, follow_up=True))
+        else:
+            self._finish(ResponseDone(status, usage, cost))
+
+    async def _finish_tools(self, calls: list[tuple[str, str, asyncio.Task[str]]]) -> None:
+        """Tool results go back as items, then exactly one response.create for all of them."""
+        for name, call_id, task in calls:
+            output = await task
+            self._events.put_nowait(ToolCall(name, call_id, output))
+            self._outbox.put_nowait(_send_item({"type": "function_call_output", "call_id": call_id, "output": output}))
+        await self._create_response()
+
+    def _on_error(self, event: RealtimeErrorEvent) -> None:
+        err = event.error
+        code = str(err.code or err.type or "unknown")
+        message, param = str(err.message or ""), err.param
+        detail = message or f"the Realtime API reported {code}"
+        if code == "session_expired":
+            self._expired = True
+            self._bus.publish(ev.RealtimeError(code, detail, reason=FallbackReason.EXPIRED.value))
+            log.info("the Realtime session reached its time limit; the next turn reconnects")
+            if self._state in IN_TURN:
+                self._finish(Failure(FallbackReason.EXPIRED, code, detail))
+            return
+        if code in BENIGN_ERRORS:
+            self._bus.publish(ev.RealtimeError(code, f"{detail} ({BENIGN_ERRORS[code]}; ignored)"))
+            log.info("Realtime API: %s (%s); ignored", code, BENIGN_ERRORS[code])
+            return
+        self._bus.publish(ev.RealtimeError(code, detail + (f" (parameter {param})" if param else "")))
+        log.error("Realtime API error %s: %s%s", code, detail, f" (parameter {param})" if param else "")
+        if self._state in IN_TURN:
+            self._finish(Failure(FallbackReason.ERROR, code, detail))
+
     # --- housekeeping ------------------------------------------------------------------------------------
 
     async def _idle_loop(self, conn: AsyncRealtimeConnection) -> None:
         """Close the session after realtime.session_idle_seconds without a turn (saves cost and sockets)."""
         idle_s = self._settings.session_idle_seconds
         while self._conn is conn:
-            if self._turn_active or not self._no_response.is_set():
+            if self._state in IN_TURN or not self._no_response.is_set():
                 self._touch()
             remaining = self._last_activity + idle_s - time.monotonic()
             if remaining <= 0:
@@ -311,6 +710,13 @@ class RealtimeClient(Receiver):
                 await self._shutdown("idle")
                 return
             await asyncio.sleep(min(max(remaining, 0.05), 1.0))
+
+
+def _send_item(item: Any) -> Send:
+    async def send(conn: AsyncRealtimeConnection) -> None:
+        await conn.conversation.item.create(item=item)
+
+    return send
 
 
 async def _close_quietly(conn: AsyncRealtimeConnection) -> None:

@@ -1,17 +1,17 @@
 """What the Realtime session hands to the assistant, and the GA `session.update` it sends.
 
 The assistant never sees SDK objects: it gets these small frozen events, so it can be tested without a
-socket and the protocol can change in one place. A `Failure` always carries a `FailureReason` the
+socket and the protocol can change in one place. A `Failure` always carries a `FallbackReason` the
 fallback voice can speak (config `fallback.messages.<reason>`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Literal
 
 from daemon.answer.realtime.usage import Usage
+from daemon.answer.reasons import FallbackReason
 from daemon.config.settings import RealtimeSettings
 
 RATE_HZ = 24_000
@@ -21,23 +21,10 @@ MIN_COMMIT_MS = 100
 """The API refuses to commit less (`input_audio_buffer_commit_empty`)."""
 
 
-class FailureReason(str, Enum):
-    """Why the cloud path failed; each value names a spoken fallback message."""
-
-    NO_API_KEY = "no_api_key"
-    UNREACHABLE = "unreachable"
-    AUTH = "auth"
-    DROPPED = "dropped"
-    TIMEOUT = "timeout"
-    EXPIRED = "expired"
-    ERROR = "error"
-    COST_LIMIT = "cost_limit"
-
-
 class RealtimeFailure(Exception):
     """open() could not give a usable session: `reason` picks the fallback message, `detail` is for logs."""
 
-    def __init__(self, reason: FailureReason, detail: str, code: str = "") -> None:
+    def __init__(self, reason: FallbackReason, detail: str, code: str = "") -> None:
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -92,7 +79,7 @@ class ResponseDone:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    reason: FailureReason
+    reason: FallbackReason
     code: str
     message: str
 
@@ -133,3 +120,20 @@ def session_payload(settings: RealtimeSettings, tools: list[dict[str, Any]]) -> 
         session["tools"] = tools
         session["tool_choice"] = "auto"
     return session
+
+
+PROBE_METADATA = {"hark": "probe"}
+"""Marks the circuit breaker's probe response, so its events never reach a turn."""
+
+
+def probe_response() -> dict[str, Any]:
+    """`response.create` body of the breaker's probe: a one-word text answer outside the conversation
+    (`conversation: "none"` leaves the household's context untouched; a few tokens per probe)."""
+    return {
+        "conversation": "none",
+        "output_modalities": ["text"],
+        "instructions": "Reply with the single word OK.",
+        "max_output_tokens": 16,
+        "metadata": dict(PROBE_METADATA),
+        "input": [],
+    }

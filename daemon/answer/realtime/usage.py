@@ -1,4 +1,4 @@
-"""Token usage per response and its estimated cost; a per-day total for the spending cap.
+"""Token usage per response and its estimated cost (the daily total lives in daemon.answer.budget).
 
 Why here and not in the client: the cost rules (cached input is cheap, audio costs far more than text) are
 what a person tunes when the bill surprises them, so they live in one small, testable place.
@@ -6,7 +6,6 @@ what a person tunes when the bill surprises them, so they live in one small, tes
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,27 +83,3 @@ def cost_usd(usage: Usage, prices: CostSettings) -> float:
         + usage.output_audio * prices.audio_out_per_mtok
     )
     return usd / MTOK
-
-
-class DailyTotal:
-    """Usage and cost since local midnight (in memory: a restart starts the day's count again)."""
-
-    def __init__(self) -> None:
-        self.day = dt.date.today()
-        self.usage = Usage()
-        self.cost_usd = 0.0
-
-    def _roll(self) -> None:
-        today = dt.date.today()
-        if today != self.day:
-            self.day, self.usage, self.cost_usd = today, Usage(), 0.0
-
-    def add(self, usage: Usage, cost: float) -> None:
-        self._roll()
-        self.usage = self.usage + usage
-        self.cost_usd += cost
-
-    def over(self, limit_usd: float) -> bool:
-        """True once today's spend reached `limit_usd` (0 = no cap)."""
-        self._roll()
-        return limit_usd > 0 and self.cost_usd >= limit_usd
