@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 import wave
+from enum import Enum
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -40,22 +41,37 @@ DEVICE_RATES = (24_000, 48_000)
 """Preferred output rates: 24 kHz needs no resampling for Realtime audio; 48 kHz is what most DACs run at."""
 
 
+class Playback(str, Enum):
+    """The sink's one state (written only under its lock: the loop and the consumer thread both read it)."""
+
+    IDLE = "idle"
+    """Nothing to play: the consumer outputs silence."""
+    BUFFERING = "buffering"
+    """A stream began; waiting for `buffer_ms` of audio before the consumer starts taking it."""
+    PLAYING = "playing"
+    """The consumer takes audio as the device asks for it; more may still be written."""
+    DRAINING = "draining"
+    """Everything is written (`drain()`); the stream ends when the consumer has taken the rest."""
+
+
 class AudioSink:
-    """The playback interface the assistant relies on; subclasses only supply the consumer."""
+    """The playback interface the assistant relies on; subclasses only supply the consumer.
+
+    Thread-safety: the consumer (PortAudio's callback thread, or a clock task) and the loop share the
+    buffer, the state, the played counter, the stream id, the rate and the volume; all of them are read and
+    written under `_lock` only, so the consumer never sees a stream half-switched."""
 
     def __init__(self, bus: EventBus, rate_hz: int, volume: int, buffer_ms: int) -> None:
         self._bus = bus
-        self.rate_hz = rate_hz
-        self._buffer_bytes = rate_hz * buffer_ms // 1000 * SAMPLE_WIDTH
         self._lock = threading.Lock()
+        self._rate_hz = rate_hz
+        self._buffer_bytes = rate_hz * buffer_ms // 1000 * SAMPLE_WIDTH
         self._buf = bytearray()
-        self._state = "idle"  # idle | buffering | playing
-        self._complete = False
+        self._state = Playback.IDLE
         self._played = 0  # samples of the current stream the consumer took
-        self._started = False
         self._stream_id = 0
-        self._resampler: StreamResampler | None = None
-        self._waiters: list[tuple[int, asyncio.Future[int]]] = []  # (stream id, future)
+        self._resampler: StreamResampler | None = None  # loop only
+        self._waiters: list[tuple[int, asyncio.Future[int]]] = []  # (stream id, future); loop only
         self._loop: asyncio.AbstractEventLoop | None = None
         self._volume = 0
         self.volume = volume
@@ -65,19 +81,29 @@ class AudioSink:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
 
+    @property
+    def rate_hz(self) -> int:
+        with self._lock:
+            return self._rate_hz
+
+    @property
+    def state(self) -> Playback:
+        with self._lock:
+            return self._state
+
     def begin(self) -> None:
         """A new stream: whatever still plays is cut (reason "stopped") and the played counter restarts."""
-        if self._state != "idle":
+        if self.state is not Playback.IDLE:
             self.stop()
         with self._lock:
             self._stream_id += 1
             self._buf.clear()
-            self._state, self._complete, self._played, self._started = "buffering", False, 0, False
+            self._state, self._played = Playback.BUFFERING, 0
         self._resampler = None
 
     def write(self, chunk: AudioChunk) -> None:
         """Queue audio (any rate/channels); never blocks. Starts a stream implicitly if none is open."""
-        if self._state == "idle":
+        if self.state is Playback.IDLE:
             self.begin()
         pcm = chunk.pcm if chunk.channels == 1 else to_mono16(chunk.pcm, chunk.channels, SAMPLE_WIDTH)
         if self._resampler is None or self._resampler.in_rate_hz != chunk.rate_hz:
@@ -87,15 +113,15 @@ class AudioSink:
 
     async def drain(self) -> int:
         """Wait until everything written has been played; returns the played ms of this stream."""
-        if self._state == "idle":
+        if self.state is Playback.IDLE:
             return self._played_ms()
         self._queue(self._flush_resampler())
         with self._lock:
-            self._complete = True
-            self._state = "playing"
-            remaining_s = len(self._buf) / SAMPLE_WIDTH / self.rate_hz
+            self._state = Playback.DRAINING
+            remaining_s = len(self._buf) / SAMPLE_WIDTH / self._rate_hz
+            sid = self._stream_id
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiters.append((self._stream_id, fut))
+        self._waiters.append((sid, fut))
         self._kick()
         try:
             return await asyncio.wait_for(asyncio.shield(fut), remaining_s + 10.0)
@@ -108,11 +134,11 @@ class AudioSink:
         with self._lock:
             was = self._state
             self._buf.clear()
-            self._state, self._complete = "idle", False
-            played, sid = self._played, self._stream_id
+            self._state = Playback.IDLE
+            played, sid, rate = self._played, self._stream_id, self._rate_hz
         self._resampler = None
-        ms = played * 1000 // self.rate_hz
-        if was != "idle":
+        ms = played * 1000 // rate
+        if was is not Playback.IDLE:
             self._bus.publish(PlaybackStopped(ms, "stopped"))
             self._resolve(sid, ms)
         return ms
@@ -125,12 +151,13 @@ class AudioSink:
     def volume(self, value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
             raise ValueError(f"volume must be an integer from 0 to 100, got {value!r}")
-        self._volume = value
+        with self._lock:
+            self._volume = value
 
     @property
     def playing(self) -> bool:
         """True from the first write of a stream until it drained or was stopped."""
-        return self._state != "idle"
+        return self.state is not Playback.IDLE
 
     async def aclose(self) -> None:
         self.stop()
@@ -138,7 +165,13 @@ class AudioSink:
     # --- shared machinery ---
 
     def _played_ms(self) -> int:
-        return self._played * 1000 // self.rate_hz
+        with self._lock:
+            return self._played * 1000 // self._rate_hz
+
+    def _set_rate(self, rate_hz: int, buffer_ms: int) -> None:
+        with self._lock:
+            self._rate_hz = rate_hz
+            self._buffer_bytes = rate_hz * buffer_ms // 1000 * SAMPLE_WIDTH
 
     def _flush_resampler(self) -> bytes:
         if self._resampler is None:
@@ -152,51 +185,51 @@ class AudioSink:
             return
         with self._lock:
             self._buf += pcm
-            if self._state == "buffering" and len(self._buf) >= self._buffer_bytes:
-                self._state = "playing"
+            if self._state is Playback.BUFFERING and len(self._buf) >= self._buffer_bytes:
+                self._state = Playback.PLAYING
         self._kick()
 
     def _kick(self) -> None:
         """Hook for consumers that play as soon as audio is there (the unpaced WAV sink)."""
 
-    def _take(self, samples: int) -> tuple[bytes, int, bool, bool]:
-        """Consumer side (any thread): up to `samples` of audio with volume applied.
+    def _take(self, samples: int, rate_hz: int | None = None) -> tuple[bytes, int, bool, bool]:
+        """Consumer side (any thread): up to `samples` of audio with volume applied. `rate_hz`: the rate the
+        consumer plays at; nothing is taken while the stream is at another rate (a switch in progress).
 
         Returns (pcm, stream_id, first, drained); pcm is empty when nothing is due.
         """
         with self._lock:
-            if self._state != "playing":
+            if self._state not in (Playback.PLAYING, Playback.DRAINING) or rate_hz not in (None, self._rate_hz):
                 return b"", self._stream_id, False, False
             pcm = bytes(self._buf[: samples * SAMPLE_WIDTH])
             del self._buf[: len(pcm)]
+            first = bool(pcm) and self._played == 0
             self._played += len(pcm) // SAMPLE_WIDTH
-            first = bool(pcm) and not self._started
-            self._started = self._started or first
-            drained = self._complete and not self._buf
+            drained = self._state is Playback.DRAINING and not self._buf
             if drained:
-                self._state, self._complete = "idle", False
-            sid, played = self._stream_id, self._played
-        if pcm and self._volume != 100:
-            scaled = np.frombuffer(pcm, "<i2").astype(np.float32) * (self._volume / 100.0)
+                self._state = Playback.IDLE
+            sid, played, volume, rate = self._stream_id, self._played, self._volume, self._rate_hz
+        if pcm and volume != 100:
+            scaled = np.frombuffer(pcm, "<i2").astype(np.float32) * (volume / 100.0)
             pcm = scaled.astype("<i2").tobytes()
         if first or drained:
-            self._notify(sid, first, drained, played)
+            self._notify(sid, first, drained, played, rate)
         return pcm, sid, first, drained
 
-    def _notify(self, sid: int, first: bool, drained: bool, played: int) -> None:
+    def _notify(self, sid: int, first: bool, drained: bool, played: int, rate_hz: int) -> None:
         """Report stream start/end on the loop (called from the consumer's thread or the loop itself)."""
         loop = self._loop
         if loop is None:
             return
         try:
-            loop.call_soon_threadsafe(self._on_progress, sid, first, drained, played)
+            loop.call_soon_threadsafe(self._on_progress, sid, first, drained, played, rate_hz)
         except RuntimeError:  # loop closed: shutting down
             pass
 
-    def _on_progress(self, sid: int, first: bool, drained: bool, played: int) -> None:
-        ms = played * 1000 // self.rate_hz
+    def _on_progress(self, sid: int, first: bool, drained: bool, played: int, rate_hz: int) -> None:
+        ms = played * 1000 // rate_hz
         if first:
-            self._bus.publish(PlaybackStarted(self.rate_hz))
+            self._bus.publish(PlaybackStarted(rate_hz))
         if drained:
             self._bus.publish(PlaybackStopped(ms, "drained"))
             self._resolve(sid, ms)
@@ -370,8 +403,7 @@ class PyAudioSink(AudioSink):
         """On the loop, once callbacks flow: switch to the device rate (only between streams)."""
         if rate_hz != self.rate_hz:
             self.stop()
-            self.rate_hz = rate_hz
-            self._buffer_bytes = rate_hz * self._buffer_ms // 1000 * SAMPLE_WIDTH
+            self._set_rate(rate_hz, self._buffer_ms)
         log.info("audio output %r playing at %d Hz", self.spec, rate_hz)
         self._device_ok, self._warned_down = True, False
         self._up.set()
@@ -391,7 +423,7 @@ class PyAudioSink(AudioSink):
             if not adopted and now - first >= STEADY_S:  # past the priming burst and the pause after it
                 adopted = True
                 loop.call_soon_threadsafe(self._adopt, rate_hz)
-            pcm = self._take(frame_count)[0] if self.rate_hz == rate_hz else b""
+            pcm = self._take(frame_count, rate_hz)[0]
             pcm += bytes(frame_count * SAMPLE_WIDTH - len(pcm))
             if channels > 1:
                 pcm = np.repeat(np.frombuffer(pcm, "<i2"), channels).tobytes()
