@@ -273,8 +273,6 @@ class Assistant:
     async def _announce(self, item: PendingAnnouncement) -> Outcome:
         voice = self.parts.voice
         assert voice is not None
-        self.bus.publish(ev.Announcement(item.text, item.priority))
-        self.sm.handle(Trigger.ANNOUNCE, "announcement")
         sink = self.parts.sink
         sink.begin()
         try:
@@ -300,6 +298,8 @@ class Assistant:
                 log.error("%s", message)
                 self.bus.publish(ev.Error("no_voice", message))
                 continue
+            self.bus.publish(ev.Announcement(item.text, item.priority))
+            self.sm.handle(Trigger.ANNOUNCE, "announcement")
             self._start("announcement", self._announce(item))
 
     def _begin_followup(self) -> None:

@@ -117,3 +117,25 @@ def test_no_state_outlives_its_deadline_and_quiet_leads_to_idle(seq: list[tuple[
     assert clock.now <= bound
     for change in changes:
         assert (change.before, change.trigger) in TABLE
+
+
+switches = st.lists(st.one_of(st.sampled_from(list(Trigger)), st.booleans()), max_size=60)
+
+
+@settings(max_examples=400, deadline=None)
+@given(switches)
+def test_the_wake_word_is_listened_for_exactly_when_enabled_and_waiting_or_answering(seq: list[Trigger | bool]) -> None:
+    """The one rule for "is the wake word listened for": enabled, and idle or busy with an answer (barge-in);
+    never while listening, muted or without a microphone, whatever order switches and triggers come in."""
+    sm, _, _ = machine()
+    enabled = True
+    for step in seq:
+        if isinstance(step, bool):
+            assert sm.set_wake_enabled(step) == (step != enabled)
+            enabled = step
+        else:
+            sm.handle(step)
+        assert sm.wake_enabled is enabled
+        expected = enabled and sm.state in (State.IDLE, State.PROCESSING, State.RESPONDING)
+        assert sm.listens_for_wake is expected
+        assert sm.active is (sm.state in ACTIVE)
