@@ -1,0 +1,1 @@
+"""Listening: wake word, endpointing and end-of-turn detection."""
