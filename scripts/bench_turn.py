@@ -7,7 +7,9 @@ Each thread count is measured in a fresh child process, so its RSS belongs to on
 is resident memory after loading the model and running it once (onnxruntime allocates its arenas on the first
 run) minus resident memory just before, with numpy and onnxruntime already imported: what the daemon pays for
 turning the model on. Times are wall-clock per call (time.perf_counter) on 8 s of real speech; features and
-inference are timed separately because only inference depends on the thread count. Latencies from the end of
+inference are timed separately because only inference depends on the thread count. "CPU ms" is process CPU
+time (all threads) per judgement, idle gaps included, so threads spinning after a call (onnxruntime's pool,
+OpenBLAS) show up there and not in the wall-clock columns. Latencies from the end of
 speech to the commit belong here too once the daemon uses the policy.
 """
 
@@ -27,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 MODEL = Path("smart-turn") / "smart-turn-v3.2-cpu.onnx"
+IDLE_S = 0.02
+"""A pause after each judgement, as in the daemon: CPU burnt by threads spinning after a call is counted."""
 COMPLETE = ("Turn on the kitchen lights.", "Set a timer for ten minutes.", "What is the weather in Paris?")
 HESITANT = ("Turn on the, kitchen lights.", "Set a timer for, ten minutes.", "What is the weather in, Paris?")
 VOICES: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -63,10 +67,13 @@ def measure(model_path: Path, threads: int, reps: int) -> dict[str, float]:
     model.predict(audio)
     added = rss_kib() - before
     features, inference = [], []
+    cpu_start = time.process_time()
     for _ in range(reps):
         judgement = model.judge(audio)
         features.append(judgement.features_ms)
         inference.append(judgement.inference_ms)
+        time.sleep(IDLE_S)
+    cpu_ms = (time.process_time() - cpu_start) * 1000 / reps
     inference.sort()
     return {
         "threads": threads,
@@ -75,6 +82,7 @@ def measure(model_path: Path, threads: int, reps: int) -> dict[str, float]:
         "features_ms": statistics.median(features),
         "inference_ms": statistics.median(inference),
         "inference_p90_ms": inference[int(0.9 * (len(inference) - 1))],
+        "cpu_ms": cpu_ms,
     }
 
 
@@ -126,11 +134,14 @@ def main() -> int:
         print(f"bench_turn: {model_path} is missing: run scripts/fetch-models", file=sys.stderr)
         return 1
     print(f"Smart Turn v3.2 CPU, {args.reps} judgements of 8 s of audio each (median; p90 for inference)")
-    print(f"{'threads':>7} {'load ms':>8} {'RSS added MB':>12} {'features ms':>11} {'inference ms':>12} {'p90 ms':>7}")
+    print(
+        f"{'threads':>7} {'load ms':>8} {'RSS added MB':>12} {'features ms':>11} {'inference ms':>12} "
+        f"{'p90 ms':>7} {'CPU ms':>7}"
+    )
     for row in cpu_table(model_path, args.threads, args.reps):
         print(
             f"{row['threads']:>7} {row['load_ms']:>8.0f} {row['rss_added_mb']:>12.1f} {row['features_ms']:>11.1f} "
-            f"{row['inference_ms']:>12.1f} {row['inference_p90_ms']:>7.1f}"
+            f"{row['inference_ms']:>12.1f} {row['inference_p90_ms']:>7.1f} {row['cpu_ms']:>7.1f}"
         )
     if not args.no_speech:
         print("\nP(turn complete): the sentence, and the same sentence cut at its mid-sentence pause")

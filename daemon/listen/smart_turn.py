@@ -120,7 +120,10 @@ def log_mel_features(pcm16k: bytes | npt.NDArray[np.generic]) -> Float32Array:
     frames = sliding_window_view(padded, N_FFT)[::HOP_SAMPLES][:N_FRAMES]  # the trailing frame is dropped
     spectrum = np.fft.rfft(frames * _WINDOW, axis=-1)
     power = spectrum.real**2 + spectrum.imag**2
-    log_spec = np.log10(np.maximum(_MEL_FLOOR, _MEL_FILTERS @ power.T))
+    # einsum, not `@`: a BLAS matmul this small is no faster, and OpenBLAS's worker threads then spin on every
+    # core (measured: 2 ms wall but 12 ms CPU on 2 cores), CPU the wake detector and Piper need on a Pi.
+    mel = np.einsum("mf,tf->mt", _MEL_FILTERS, power)
+    log_spec = np.log10(np.maximum(_MEL_FLOOR, mel))
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
     features: Float32Array = ((log_spec + 4.0) / 4.0).astype(np.float32)[np.newaxis]
     return features
@@ -147,7 +150,8 @@ class SmartTurn:
     """The Smart Turn v3 ONNX session. Not thread-safe by design: the daemon's one inference worker owns it.
 
     `threads` is onnxruntime's intra-op thread count. One is the default: on a 4-core Pi the wake detector,
-    Piper and the event loop need the other cores, and scripts/bench_turn.py shows a second thread buys little.
+    Piper and the event loop need the other cores, and scripts/bench_turn.py shows a second thread buys nothing
+    measurable on a 2-core x86 (45 ms either way for 8 s of audio).
     """
 
     def __init__(self, model_path: Path, threads: int = 1) -> None:
@@ -161,6 +165,9 @@ class SmartTurn:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # With threads > 1, idle pool threads would otherwise spin after each run: measured on 2 cores, 2 threads
+        # doubled the CPU per judgement and slowed everything else in the process.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(
                 str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
