@@ -23,6 +23,7 @@ LAYOUT = [
     "openwakeword/embedding_model.onnx",
     "piper/en_US-joe-medium.onnx",
     "piper/en_US-joe-medium.onnx.json",
+    "smart-turn/smart-turn-v3.2-cpu.onnx",
 ]
 
 
@@ -48,7 +49,7 @@ def test_fetch_layout_idempotence_and_check(tmp_path: Path) -> None:
     again = fetch("--dest", str(dest))
     assert again.returncode == 0, again.stderr
     assert "downloading" not in again.stdout
-    assert again.stdout.count("already there") == 2
+    assert again.stdout.count("already there") == 3
 
     assert fetch("--dest", str(dest), "--check").returncode == 0
 
