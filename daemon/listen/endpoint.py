@@ -111,7 +111,7 @@ class Endpointer:
         self._buf += frame.pcm[(buf_end - frame.sample) * SAMPLE_WIDTH :]
         self._fed = True
         events: list[EndpointEvent] = []
-        while len(self._buf) >= _VAD_FRAME_BYTES and self._state is not VadState.IDLE:
+        while len(self._buf) >= _VAD_FRAME_BYTES and self.armed:
             chunk, self._buf = self._buf[:_VAD_FRAME_BYTES], self._buf[_VAD_FRAME_BYTES:]
             voiced = self._vad.is_speech(chunk, INPUT_RATE_HZ)
             event = self._step(voiced, self._next)
