@@ -17,6 +17,7 @@ from typing import Literal
 
 from daemon.answer.reasons import FallbackReason
 from daemon.config.settings import FallbackMessages
+from daemon.system.backoff import delays
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ class CircuitBreaker:
         self.probe_max_s = probe_max_s
         self._clock = clock
         self._consecutive = 0
-        self._delay_s = probe_min_s
+        self._schedule = delays(probe_min_s, probe_max_s)
+        self._delay_s = next(self._schedule)
         self._next_probe_at: float | None = None
         self._listeners: list[Callable[[BreakerState], None]] = []
 
@@ -104,7 +106,8 @@ class CircuitBreaker:
     def record_success(self) -> None:
         was_open = self._next_probe_at is not None
         self._consecutive = 0
-        self._delay_s = self.probe_min_s
+        self._schedule = delays(self.probe_min_s, self.probe_max_s)
+        self._delay_s = next(self._schedule)
         self._next_probe_at = None
         if was_open:
             log.info("cloud reachable again: circuit breaker closed")
@@ -114,7 +117,7 @@ class CircuitBreaker:
         self._consecutive += 1
         now = self._clock()
         if self._next_probe_at is not None:  # a probe failed: back off further
-            self._delay_s = min(self._delay_s * 2, self.probe_max_s)
+            self._delay_s = next(self._schedule)
             self._next_probe_at = now + self._delay_s
             log.info("cloud probe failed; next probe in %.0f s", self._delay_s)
         elif self._consecutive >= self.failures:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import pyaudio
 
 from daemon.audio.frames import INPUT_RATE_HZ
+from daemon.system.backoff import delays
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +330,8 @@ class StreamKeeper:
         self._changed.set()
 
     async def run(self) -> None:
-        delay = self._min_s
+        schedule = delays(self._min_s, self._max_s)
+        delay = next(schedule)
         while not self.closing:
             if not self.wanted:
                 await self._wait(None)
@@ -339,7 +341,7 @@ class StreamKeeper:
             except Exception as e:  # DeviceError, OSError, ValueError from PortAudio: all mean "retry later"
                 self._fail(str(e), delay)
                 await self._wait(delay)
-                delay = min(delay * 2, self._max_s)
+                delay = next(schedule)
                 continue
             self._opened_at, self._last_cb = time.monotonic(), None
             try:
@@ -350,10 +352,11 @@ class StreamKeeper:
             if reason is None:
                 continue
             if self._last_cb is not None:  # it had worked: start the backoff over
-                delay = self._min_s
+                schedule = delays(self._min_s, self._max_s)
+                delay = next(schedule)
             self._fail(reason, delay)
             await self._wait(delay)
-            delay = min(delay * 2, self._max_s)
+            delay = next(schedule)
 
     def _fail(self, detail: str, delay: float) -> None:
         if not self.lost:
