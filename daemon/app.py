@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -52,10 +53,12 @@ class Daemon:
 
     async def aclose(self) -> None:
         for name, close in self.closers:
+            t0 = time.monotonic()
             try:
                 await close()
             except Exception:  # closing must go on whatever one part does; say which one failed
                 log.exception("closing %s failed; closing the rest", name)
+            log.debug("closed %s in %.0f ms", name, (time.monotonic() - t0) * 1000)
         self.trace.close()
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
+from typing import NoReturn
 
 from daemon import __version__
 from daemon.config import loader as config_file
@@ -98,7 +100,8 @@ def dispatch(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> 
                 "OPENAI_API_KEY is not set: every answer comes from the local voice. "
                 "Add it to /etc/hark/env (or the environment) to use the Realtime API."
             )
-        return _run_async(app.run(settings, secrets, args.trace))
+        status = _run_async(app.run(settings, secrets, args.trace))
+        _exit_now(status)
     if args.command == "check":
         from daemon.cli.check import run_checks
 
@@ -117,6 +120,16 @@ def dispatch(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> 
 
         return _run_async(say(settings, args.text))
     raise AssertionError(args.command)
+
+
+def _exit_now(status: int) -> NoReturn:
+    """End `hark run` without the interpreter's teardown. Everything is closed by now (audio, sessions, MQTT
+    `offline`, the trace, the household's choices on disk); finalizing onnxruntime and Piper objects module
+    by module takes seconds on a busy Pi, and systemd's stop timeout should not wait for that."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _run_async(coro: object) -> int:

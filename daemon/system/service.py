@@ -174,7 +174,7 @@ class OneLineFormatter(logging.Formatter):
     """One line per event (tracebacks folded with ' | '), journald `<N>` prefixes when under systemd."""
 
     def __init__(self, journal: bool) -> None:
-        fmt = "%(name)s: %(message)s" if journal else "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+        fmt = "%(name)s: %(message)s" if journal else "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s"
         super().__init__(fmt, datefmt="%Y-%m-%d %H:%M:%S")
         self.journal = journal
 
