@@ -184,8 +184,7 @@ def test_nothing_sent_can_wedge_the_speaker(
     errors_before = len(speaker.errors())
     muted = speaker.state() == "muted"
     for n, cmd in enumerate(sequence):
-        cmd = Cmd(cmd.topic, cmd.payload, cmd.valid, group=group and n % 2 == 0)
-        speaker.send(cmd)
+        speaker.send(Cmd(cmd.topic, cmd.payload, cmd.valid, group=group and n % 2 == 0))
         if cmd.topic == "mute" and cmd.valid:
             muted = cmd.payload.decode().lower() in ("on", "true")
     speaker.settle(marker=37)
