@@ -69,6 +69,7 @@ from daemon.audio.resample import StreamResampler
 from daemon.config.settings import CostSettings, RealtimeSettings
 from daemon.observe import events as ev
 from daemon.observe.bus import EventBus
+from daemon.system import tasks
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +326,7 @@ class RealtimeClient:
                 return
             except Exception:
                 log.exception("Realtime send failed on a message we built: a bug; the session is closed")
-                self._spawn(self._shutdown("dropped"))
+                self._spawn(self._shutdown("dropped"), "realtime-shutdown")
                 return
 
     def append(self, pcm16k: bytes) -> None:
@@ -457,7 +458,7 @@ class RealtimeClient:
     def _arm_timeout(self) -> None:
         self._disarm_timeout()
         self._progress_t = time.monotonic()
-        self._timeout_task = asyncio.create_task(self._timeout(), name="realtime-timeout")
+        self._timeout_task = tasks.spawn(self._timeout(), "realtime-timeout")
 
     def _disarm_timeout(self) -> None:
         if self._timeout_task is not None and self._timeout_task is not asyncio.current_task():
@@ -484,11 +485,13 @@ class RealtimeClient:
         self._timeout_task = None
         self._finish(Failure(FallbackReason.TIMEOUT, "response_timeout", detail))
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        """A supervised background task of this session (cancelled when the connection is lost)."""
+
         async def run() -> None:
             await coro
 
-        task = asyncio.create_task(run())
+        task = tasks.spawn(run(), name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -662,7 +665,7 @@ class RealtimeClient:
             log.info("answer cut short: %s", reason or "unknown reason")
         follow_up = bool(tools) and status == "completed" and self._state in IN_TURN
         if follow_up:
-            self._spawn(self._finish_tools(tools))
+            self._spawn(self._finish_tools(tools), "realtime-tool-results")
             self._events.put_nowait(ResponseDone(status, usage, cost, follow_up=True))
         else:
             self._finish(ResponseDone(status, usage, cost))
