@@ -81,7 +81,8 @@ def overrides(args: argparse.Namespace) -> list[str]:
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
-    return config_file.load(config_path(args), overrides(args))
+    """`hark check` lists unusable files among its other checks; every other command refuses them at once."""
+    return config_file.load(config_path(args), overrides(args), check_files=args.command != "check")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,9 @@ class ConfigError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # allow_inf_nan=False: TOML has inf and nan; no setting means anything with them (a timeout of inf or nan
+    # would wait forever or compare false everywhere)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 # --- audio ---------------------------------------------------------------------------------------------

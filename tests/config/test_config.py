@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import wave
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,7 @@ def test_set_overrides_parse_toml_values_and_reject_nonsense() -> None:
             'wake.models=["alexa", "hey_jarvis"]',
             "fallback.messages.timeout=Too slow",
         ],
+        check_files=False,  # /tmp/a.wav need not exist: this is about reading --set values
     )
     assert s.wake.threshold == 0.6 and s.audio.input == "wav:/tmp/a.wav"
     assert [m.name for m in s.wake.models] == ["alexa", "hey_jarvis"]
@@ -110,6 +112,11 @@ def test_hark_version_and_help() -> None:
 
 def test_hark_check_names_missing_models_with_the_fix(tmp_path: Path) -> None:
     out = tmp_path / "o.wav"
+    with wave.open(str(out), "wb") as w:  # the wav: input must exist: an unusable one would exit 78 instead
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16_000)
+        w.writeframes(bytes(3200))
     proc = hark(
         "--set",
         f'paths.models="{tmp_path}"',
