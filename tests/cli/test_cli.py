@@ -127,3 +127,23 @@ def test_a_bad_override_in_any_position_exits_78(argv: list[str]) -> None:
     )
     assert proc.returncode == 78, proc.stdout + proc.stderr
     assert "audio.volume = 'loud'" in proc.stderr or "expected section.key=value" in proc.stderr
+
+
+def test_soxr_is_used_only_by_the_one_resampler() -> None:
+    """Rates change in daemon/audio/resample.py only (hark demo used to call soxr itself)."""
+    users = sorted(
+        str(path.relative_to(REPO))
+        for path in (REPO / "daemon").rglob("*.py")
+        if "import soxr" in path.read_text() or "from soxr" in path.read_text()
+    )
+    assert users == ["daemon/audio/resample.py"]
+
+
+async def test_demo_speaks_the_utterance_through_the_resampler(models_dir: Path) -> None:
+    from daemon.cli.demo import _piper
+    from daemon.config.loader import from_dict
+
+    settings = from_dict({"paths": {"models": str(models_dir)}})
+    pcm = await _piper(settings, "Hey Jarvis!")
+    seconds = len(pcm) / 2 / 16_000
+    assert 0.4 < seconds < 3.0, seconds  # 16 kHz now (Piper's 22,050 Hz would read ~1.4x longer)
