@@ -53,6 +53,10 @@ def test_shipped_config_toml_is_exactly_the_defaults() -> None:
         ('[realtime]\napi_key = "sk-123"', "realtime.api_key: secrets are not read from config files"),
         ('[mqtt]\npassword = "hunter2"', "mqtt.password: secrets are not read from config files"),
         ("[wake\n", "not valid TOML"),
+        ("[audio]\nvolume = true", "audio.volume = True: expected a number or text, not true/false"),
+        ("[wake]\nthreshold = false", "wake.threshold = False: expected a number or text, not true/false"),
+        ("[fallback]\nvoice = true", "fallback.voice = True: expected a number or text, not true/false"),
+        ("[audio]\ninput = true", "audio.input = True: expected a number or text"),
     ],
 )
 def test_bad_config_names_key_value_and_expectation(tmp_path: Path, toml: str, expected: str) -> None:
@@ -82,6 +86,11 @@ def test_set_overrides_parse_toml_values_and_reject_nonsense() -> None:
         config_file.load(REPO / "config.toml", ["threshold"])
     with pytest.raises(ConfigError, match=r"wake\.threshold = 'high'"):
         config_file.load(REPO / "config.toml", ["wake.threshold=high"])
+
+
+def test_a_device_index_may_be_written_as_a_number() -> None:
+    s = config_file.load(REPO / "config.toml", ["audio.input=3", "audio.output=0"])
+    assert (s.audio.input, s.audio.output) == ("3", "0")
 
 
 def test_secrets_come_from_the_environment_and_never_show() -> None:
