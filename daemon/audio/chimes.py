@@ -6,6 +6,8 @@ decay) well below full scale, so they never startle and never clip after the sof
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from daemon.audio.frames import AudioChunk
@@ -63,7 +65,7 @@ def load_chimes(settings: ChimeSettings) -> dict[str, AudioChunk | None]:
             out[name] = builtin_chime(name)
         else:
             try:
-                pcm, rate = read_wav_mono16(spec, None)
+                pcm, rate = read_wav_mono16(Path(spec).expanduser(), None)
             except AudioFileError as e:
                 msg = f'chimes.{name} = "{spec}": {e}; use "builtin", "" (off) or a WAV'
                 raise AudioFileError(msg) from e

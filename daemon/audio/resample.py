@@ -99,7 +99,8 @@ def open_wav(path: str | Path) -> wave.Wave_read:
     except PermissionError:
         raise AudioFileError(f"{p}: permission denied (make it readable by the hark user)") from None
     except (wave.Error, EOFError) as e:
-        raise AudioFileError(f"{p}: not a readable PCM WAV file ({e}); expected 8/16/24/32-bit integer PCM") from e
+        why = str(e) or "the file ends inside the header"
+        raise AudioFileError(f"{p}: not a readable PCM WAV file ({why}); expected 8/16/24/32-bit integer PCM") from e
     except OSError as e:
         raise AudioFileError(f"{p}: cannot read ({e})") from e
 

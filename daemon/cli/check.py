@@ -1,4 +1,8 @@
-"""`hark check`: one line per check, ✓ / ✗ (with the fix) / ! (works, but with less), exit 1 on any ✗."""
+"""`hark check`: one line per check, ✓ / ✗ (with the fix) / ! (works, but with less).
+
+Exit 78 (EX_CONFIG) when a file the configuration names is unusable — the same messages and status
+`hark run` gives — else 1 on any ✗, else 0.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ import os
 import platform
 import sys
 
+from daemon.config.files import file_problems
 from daemon.config.models import missing_models
-from daemon.config.settings import Secrets, Settings
+from daemon.config.settings import EX_CONFIG, Secrets, Settings
 
 OK, FAIL, WARN = "✓", "✗", "!"
 
@@ -16,18 +21,15 @@ def _line(mark: str, text: str) -> None:
     print(f"{mark} {text}", flush=True)
 
 
-def _audio(settings: Settings) -> list[tuple[str, str]]:
+def _audio(settings: Settings, skip_wav: bool) -> list[tuple[str, str]]:
     from daemon.audio.devices import DeviceError, resolve
 
     out = []
     for kind in ("input", "output"):
         spec = getattr(settings.audio, kind)
         if spec.startswith("wav:"):
-            path = spec[4:]
-            if kind == "input" and not os.path.isfile(path):
-                out.append((FAIL, f"audio.input: WAV file {path} not found"))
-            else:
-                out.append((OK, f"audio.{kind}: WAV file {path}"))
+            if not skip_wav:  # checked with the other files; their problems are listed above
+                out.append((OK, f"audio.{kind}: WAV file {spec[4:]}"))
             continue
         try:
             dev = resolve(spec, kind)
@@ -43,9 +45,11 @@ async def run_checks(settings: Settings, secrets: Secrets) -> int:
     results: list[tuple[str, str]] = [(OK, f"config valid; Python {platform.python_version()} on {platform.machine()}")]
     if sys.version_info < (3, 10):
         results.append((FAIL, "Python 3.10 or newer is required"))
+    bad_files = file_problems(settings)
+    results += [(FAIL, p) for p in bad_files] or [(OK, "every file the configuration names is usable")]
     missing = missing_models(settings)
     results += [(FAIL, m) for m in missing] or [(OK, f"models present in {settings.models_dir}")]
-    results += _audio(settings)
+    results += _audio(settings, skip_wav=bool(bad_files))
     if secrets.openai_api_key:
         results.append((OK, "OPENAI_API_KEY is set"))
     else:
@@ -78,4 +82,6 @@ async def run_checks(settings: Settings, secrets: Secrets) -> int:
         _line(mark, text)
     failed = sum(1 for mark, _ in results if mark == FAIL)
     print(f"{failed} problem(s) found" if failed else "all checks passed", flush=True)
+    if bad_files:
+        return EX_CONFIG
     return 1 if failed else 0

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from daemon import app
 from daemon.audio.frames import INPUT_RATE_HZ
-from daemon.audio.resample import read_wav_mono16
+from daemon.audio.resample import StreamResampler, read_wav_mono16
 from daemon.config.settings import Secrets, Settings
 from daemon.observe import events as ev
 from daemon.observe.bus import EventBus
@@ -34,17 +34,21 @@ def _espeak(text: str, path: Path) -> bytes | None:
 
 
 async def _piper(settings: Settings, text: str) -> bytes:
-    import numpy as np
-    import soxr
-
+    """`text` in the local voice as 16 kHz mono PCM16, resampled by the project's one resampler."""
     from daemon.answer.voice import LocalVoice
 
     voice = LocalVoice(settings.fallback, settings.models_dir)
     parts = []
+    resampler: StreamResampler | None = None
     try:
         async for chunk in voice.speak(text):
-            audio = np.frombuffer(chunk.pcm, dtype=np.int16)
-            parts.append(soxr.resample(audio, chunk.rate_hz, INPUT_RATE_HZ).astype(np.int16).tobytes())
+            if resampler is None or resampler.in_rate_hz != chunk.rate_hz:
+                if resampler is not None:
+                    parts.append(resampler.process(b"", last=True))
+                resampler = StreamResampler(chunk.rate_hz, INPUT_RATE_HZ)
+            parts.append(resampler.process(chunk.pcm))
+        if resampler is not None:
+            parts.append(resampler.process(b"", last=True))
     finally:
         await voice.close()
     return b"".join(parts)

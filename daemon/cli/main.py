@@ -22,20 +22,24 @@ from daemon.system import service
 log = logging.getLogger("daemon")  # the package logger: every module logs under it
 
 
-def _common() -> argparse.ArgumentParser:
-    """--config and --set, accepted before or after the command (`hark --config F run` = `hark run --config F`)."""
+def _common(where: str) -> argparse.ArgumentParser:
+    """--config and --set, accepted before and after the command, in any mix.
+
+    The options before the command and those after it land in different attributes (`config_before`,
+    `overrides_after`, ...): argparse copies a subcommand's results over the main parser's, so with one shared
+    attribute the `--set` given before the command would silently vanish whenever another follows it.
+    """
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--config",
+        dest=f"config_{where}",
         metavar="FILE",
-        default=argparse.SUPPRESS,
         help="config file (default: $HARK_CONFIG, /etc/hark/config.toml, else the checkout's config.toml)",
     )
     common.add_argument(
         "--set",
-        dest="overrides",
+        dest=f"overrides_{where}",
         action="append",
-        default=argparse.SUPPRESS,
         metavar="SECTION.KEY=VALUE",
         help="override one setting (repeatable), e.g. --set wake.threshold=0.6",
     )
@@ -43,9 +47,9 @@ def _common() -> argparse.ArgumentParser:
 
 
 def parser() -> argparse.ArgumentParser:
-    common = _common()
+    common = _common("after")
     p = argparse.ArgumentParser(
-        prog="hark", description="Smart-speaker daemon: wake word → OpenAI Realtime.", parents=[common]
+        prog="hark", description="Smart-speaker daemon: wake word → OpenAI Realtime.", parents=[_common("before")]
     )
     p.add_argument("--version", action="version", version=f"hark {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -66,8 +70,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def config_path(args: argparse.Namespace) -> str | None:
+    """--config after the command wins over one before it (the later one, as with any repeated option)."""
+    after: str | None = getattr(args, "config_after", None)
+    before: str | None = getattr(args, "config_before", None)
+    return after if after is not None else before
+
+
+def overrides(args: argparse.Namespace) -> list[str]:
+    """Every --set, in the order given: those before the command, then those after it."""
+    return [*(getattr(args, "overrides_before", None) or []), *(getattr(args, "overrides_after", None) or [])]
+
+
 def load_settings(args: argparse.Namespace) -> Settings:
-    return config_file.load(getattr(args, "config", None), getattr(args, "overrides", []))
+    """`hark check` lists unusable files among its other checks; every other command refuses them at once."""
+    return config_file.load(config_path(args), overrides(args), check_files=args.command != "check")
 
 
 def main(argv: list[str] | None = None) -> int:

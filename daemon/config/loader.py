@@ -21,6 +21,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 (Jetson)
     import tomli as tomllib
 
+CONFIG_MAX_BYTES = 1024 * 1024
+"""A config.toml is a few KB; reading stops here so `--config /dev/zero` is an error, not a hang."""
+_BOM = "\ufeff"
+_SHOWN_VALUE_CHARS = 80
 SECRET_KEYS = {"api_key", "password", "openai_api_key", "mqtt_password", "secret", "token"}
 
 
@@ -34,20 +38,55 @@ def default_config_path() -> Path:
     return Path(__file__).resolve().parents[2] / "config.toml"
 
 
-def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Settings:
-    """Read, override and validate. Raises ConfigError with a message naming key, value and expectation."""
+def load(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), *, check_files: bool = True
+) -> Settings:
+    """Read, override and validate; then check every file the settings name (daemon.config.files) unless
+    `check_files` is false (`hark check` lists those problems itself). Raises ConfigError with a message
+    naming key, value and expectation."""
     path = Path(path) if path is not None else default_config_path()
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise ConfigError(f"config file {path} not found (pass --config FILE or create it)") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read: {e}") from e
+    raw = _parse_toml(path, _read_text(path))
     for item in overrides:
         apply_override(raw, item)
-    return from_dict(raw, source=str(path))
+    settings = from_dict(raw, source=str(path))
+    if check_files:
+        from daemon.config.files import check_files as check
+
+        check(settings)
+    return settings
+
+
+def _read_text(path: Path) -> str:
+    """The file as text; a UTF-8 byte-order mark (Windows editors add one) is dropped."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(CONFIG_MAX_BYTES + 1)
+    except FileNotFoundError as e:
+        raise ConfigError(f"config file {path} not found (pass --config FILE or create it)") from e
+    except IsADirectoryError as e:
+        raise ConfigError(f"config file {path} is a folder; expected a TOML file, e.g. {path / 'config.toml'}") from e
+    except PermissionError as e:
+        raise ConfigError(f"config file {path}: permission denied; make it readable by the user hark runs as") from e
+    except OSError as e:
+        raise ConfigError(f"config file {path}: cannot read: {e}") from e
+    if len(data) > CONFIG_MAX_BYTES:
+        raise ConfigError(f"config file {path} is larger than 1 MB; expected a TOML file of a few KB (wrong file?)")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(f"{path}: the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8") from None
+    return text.removeprefix(_BOM)
+
+
+def _parse_toml(path: Path, text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    except ValueError as e:  # e.g. an integer of more than 4,300 digits: Python refuses to convert it
+        raise ConfigError(f"{path}: a value cannot be read: {e}") from None
 
 
 def from_dict(raw: dict[str, Any], source: str = "config") -> Settings:
@@ -69,6 +108,8 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         value = text
+    except ValueError as e:  # valid TOML Python cannot convert, e.g. an integer of more than 4,300 digits
+        raise ConfigError(f"--set {key}=…: the value cannot be read ({e})") from None
     node = raw
     parts = key.split(".")
     for part in parts[:-1]:
@@ -94,7 +135,7 @@ def _reject_secrets(node: Any, path: tuple[str, ...]) -> None:
 
 def format_error(err: Any, raw: dict[str, Any]) -> str:
     loc = [str(p) for p in err["loc"]]
-    dotted = ".".join(loc) or "(top level)"
+    dotted = ".".join(_shown_key(p) for p in loc) or "(top level)"
     if err["type"] == "extra_forbidden":
         parent = _model_at(loc[:-1])
         hint = ""
@@ -104,7 +145,7 @@ def format_error(err: Any, raw: dict[str, Any]) -> str:
             hint += f"; expected one of: {', '.join(parent.model_fields)}"
         return f"{dotted}: unknown key{hint}"
     given = err.get("input")
-    shown = "(missing)" if err["type"] == "missing" else repr(given)
+    shown = "(missing)" if err["type"] == "missing" else _shown_value(given)
     msg = str(err["msg"]).removeprefix("Value error, ")
     return f"{dotted} = {shown}: {msg}"
 
@@ -125,3 +166,18 @@ def _model_at(loc: list[str]) -> type[BaseModel] | None:
             return None
         model = nxt
     return model
+
+
+def _shown_value(value: Any) -> str:
+    """repr() of a value given, cut short: a 1 MB string in an error message helps nobody."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long for Python to print
+        return "(a number too long to show)"
+    return text if len(text) <= _SHOWN_VALUE_CHARS else text[:_SHOWN_VALUE_CHARS] + "…"
+
+
+def _shown_key(key: str) -> str:
+    """A key as typed, or repr() when it holds a line break or another unprintable character; cut short."""
+    shown = key if key.isprintable() else repr(key)
+    return shown if len(shown) <= _SHOWN_VALUE_CHARS else shown[:_SHOWN_VALUE_CHARS] + "…"

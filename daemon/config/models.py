@@ -18,6 +18,7 @@ WAKE_DIR = "openwakeword"
 PIPER_DIR = "piper"
 BUILTIN_WAKE_VERSION = "v0.1"
 FETCH_HINT = "run scripts/fetch-models"
+DEFAULT_VOICE = "en_US-joe-medium"
 
 
 class ModelError(Exception):
@@ -88,17 +89,21 @@ def piper_voice_path(name_or_path: str, models_dir: Path) -> Path:
                 f"Piper voice {name_or_path!r}: expected a voice name like en_US-joe-medium or a path ending in .onnx"
             )
         path = models_dir / PIPER_DIR / f"{name_or_path}.onnx"
-        fix = FETCH_HINT if name_or_path == "en_US-joe-medium" else f"{FETCH_HINT} --voice {name_or_path}"
+        fix = FETCH_HINT if name_or_path == DEFAULT_VOICE else f"{FETCH_HINT} --voice {name_or_path}"
     _require(path, f"Piper voice {name_or_path!r}", fix)
     _require(path.with_name(path.name + ".json"), f"config of Piper voice {name_or_path!r}", fix)
     return path
 
 
 def missing_models(settings: Settings) -> list[str]:
-    """For `hark check`: one message per model the configuration needs but cannot find (empty = all there)."""
+    """For `hark check`: one message per fetched model the configuration needs but cannot find (empty = all
+    there). Custom wake models and a voice other than the default are checked with the other files the
+    configuration names (daemon.config.files)."""
     models_dir = settings.models_dir
     found: list[str] = []
     for model in settings.wake.models:
+        if model.name not in BUILTIN_WAKE_MODELS:
+            continue
         try:
             wake_model_path(model.name, models_dir)
         except ModelError as e:
@@ -107,8 +112,9 @@ def missing_models(settings: Settings) -> list[str]:
         feature_model_paths(models_dir)
     except ModelError as e:
         found.append(str(e))
-    try:
-        piper_voice_path(settings.fallback.voice, models_dir)
-    except ModelError as e:
-        found.append(str(e))
+    if settings.fallback.voice == DEFAULT_VOICE:
+        try:
+            piper_voice_path(settings.fallback.voice, models_dir)
+        except ModelError as e:
+            found.append(str(e))
     return found

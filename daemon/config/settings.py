@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 EX_CONFIG = 78
 """sysexits.h EX_CONFIG: systemd's RestartPreventExitStatus=78 keeps a bad config from restart-looping."""
@@ -32,7 +32,18 @@ class ConfigError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # allow_inf_nan=False: TOML has inf and nan; no setting means anything with them (a timeout of inf or nan
+    # would wait forever or compare false everywhere)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        """pydantic reads true as 1: `volume = true` would mean 1 %. Only a true/false setting takes true/false."""
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(v, bool) and field is not None and field.annotation is not bool:
+            raise ValueError("expected a number or text, not true/false")
+        return v
 
 
 # --- audio ---------------------------------------------------------------------------------------------
@@ -53,6 +64,12 @@ class AudioSettings(_Section):
     reopen_min_s: PositiveS = 0.5
     reopen_max_s: PositiveS = 10.0
     """Backoff bounds for reopening a capture/playback device that failed or vanished."""
+
+    @field_validator("input", "output", mode="before")
+    @classmethod
+    def _index_as_text(cls, v: Any) -> Any:
+        """`input = 3` (a device index, as `hark devices` lists them) means "3"."""
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
     @field_validator("input", "output")
     @classmethod

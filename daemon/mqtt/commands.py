@@ -8,8 +8,10 @@ every rejection says which topic it was and what was expected, so a person can f
 from __future__ import annotations
 
 import json
-import math
+import re
+import unicodedata
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 COMMANDS = ("listen", "stop", "say", "ask", "mute", "volume", "wake")
@@ -20,6 +22,12 @@ ONE_SHOT = frozenset({"listen", "stop", "say", "ask"})
 _ON = frozenset({"on", "true", "1", "yes"})
 _OFF = frozenset({"off", "false", "0", "no"})
 _SHOWN_CHARS = 40
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+"""A plain decimal in ASCII digits: 42, 42.0, .5, -0. Not 1e2, 1_0, ٤٢ or ４２ (Python's float() takes all of those)."""
+_NUMBER_MAX_CHARS = 32
+"""Longer numbers are refused before any conversion: no 4,000-digit int ever reaches int() or float()."""
+_JSON_WHITESPACE = " \t\r\n"
+_TEXT_CONTROLS_ALLOWED = frozenset("\n\t\r")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,29 +128,38 @@ def _parse_switch(command: str, text: str) -> bool:
 
 
 def _parse_percent(text: str) -> int:
-    expected = "expected a number from 0 to 100, e.g. 42"
-    raw = text.strip()
-    try:
-        value: float | None = float(raw)
-    except ValueError:
-        value = _json_number(raw)
-    if value is None or not math.isfinite(value):
+    """A plain number (42, 42.0, " 42 ") or {"volume": 42}; checked as text before anything converts it."""
+    raw = text.strip(_JSON_WHITESPACE)
+    number = _json_volume(raw) if raw.startswith("{") else raw
+    return _percent_from(text, number)
+
+
+def _percent_from(text: str, number: str | None) -> int:
+    expected = "expected a number from 0 to 100 in ASCII digits, e.g. 42 or 42.5"
+    if not number:
         raise CommandError("volume", f"got {shown(text)}; {expected}")
+    if len(number) > _NUMBER_MAX_CHARS:
+        raise CommandError("volume", f"got a {len(number)}-character number; {expected}")
+    if not _NUMBER.fullmatch(number):
+        raise CommandError("volume", f"got {shown(text)}; {expected} (no exponents, separators or other digits)")
+    value = Decimal(number)  # exact and bounded: at most 32 ASCII characters
     if not 0 <= value <= 100:
-        raise CommandError("volume", f"{value:g} is out of range; {expected}")
+        raise CommandError("volume", f"{number} is out of range; {expected}")
     return round(value)
 
 
-def _json_number(raw: str) -> float | None:
-    """Accept {"volume": 42} too: some automations only send JSON."""
+class _Number(str):
+    """A JSON number kept as its source text, so json never converts it (no huge int, no inf)."""
+
+
+def _json_volume(raw: str) -> str | None:
+    """{"volume": 42}: some automations only send JSON. Returns the number's text, or None."""
     try:
-        obj = json.loads(raw)
+        obj = json.loads(raw, parse_int=_Number, parse_float=_Number, parse_constant=lambda _: None)
     except (ValueError, RecursionError):
         return None
-    if isinstance(obj, dict) and set(obj) == {"volume"}:
-        obj = obj["volume"]
-    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        return float(obj)
+    if isinstance(obj, dict) and set(obj) == {"volume"} and isinstance(obj["volume"], _Number):
+        return str(obj["volume"])
     return None
 
 
@@ -165,7 +182,20 @@ def _parse_text(command: str, text: str) -> Say | Ask:
     text = text.strip()
     if not text:
         raise CommandError(command, f"empty text; expected something to {command}, e.g. 'Dinner is ready'")
+    _reject_controls(command, text)
     return Say(text, priority) if command == "say" else Ask(text)
+
+
+def _reject_controls(command: str, text: str) -> None:
+    """Piper cannot speak NUL, other control characters or lone surrogates (JSON "\\ud800"): refuse them here,
+    where the sender gets an error event, rather than fail in the middle of an announcement."""
+    for i, c in enumerate(text):
+        if c not in _TEXT_CONTROLS_ALLOWED and unicodedata.category(c) in ("Cc", "Cs"):
+            raise CommandError(
+                command,
+                f"control character U+{ord(c):04X} at position {i}; expected plain text "
+                "(line breaks and tabs are fine)",
+            )
 
 
 def _json_object(command: str, text: str, example: str) -> dict[str, Any]:

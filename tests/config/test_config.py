@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import wave
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,10 @@ def test_shipped_config_toml_is_exactly_the_defaults() -> None:
         ('[realtime]\napi_key = "sk-123"', "realtime.api_key: secrets are not read from config files"),
         ('[mqtt]\npassword = "hunter2"', "mqtt.password: secrets are not read from config files"),
         ("[wake\n", "not valid TOML"),
+        ("[audio]\nvolume = true", "audio.volume = True: expected a number or text, not true/false"),
+        ("[wake]\nthreshold = false", "wake.threshold = False: expected a number or text, not true/false"),
+        ("[fallback]\nvoice = true", "fallback.voice = True: expected a number or text, not true/false"),
+        ("[audio]\ninput = true", "audio.input = True: expected a number or text"),
     ],
 )
 def test_bad_config_names_key_value_and_expectation(tmp_path: Path, toml: str, expected: str) -> None:
@@ -72,6 +77,7 @@ def test_set_overrides_parse_toml_values_and_reject_nonsense() -> None:
             'wake.models=["alexa", "hey_jarvis"]',
             "fallback.messages.timeout=Too slow",
         ],
+        check_files=False,  # /tmp/a.wav need not exist: this is about reading --set values
     )
     assert s.wake.threshold == 0.6 and s.audio.input == "wav:/tmp/a.wav"
     assert [m.name for m in s.wake.models] == ["alexa", "hey_jarvis"]
@@ -80,6 +86,11 @@ def test_set_overrides_parse_toml_values_and_reject_nonsense() -> None:
         config_file.load(REPO / "config.toml", ["threshold"])
     with pytest.raises(ConfigError, match=r"wake\.threshold = 'high'"):
         config_file.load(REPO / "config.toml", ["wake.threshold=high"])
+
+
+def test_a_device_index_may_be_written_as_a_number() -> None:
+    s = config_file.load(REPO / "config.toml", ["audio.input=3", "audio.output=0"])
+    assert (s.audio.input, s.audio.output) == ("3", "0")
 
 
 def test_secrets_come_from_the_environment_and_never_show() -> None:
@@ -110,6 +121,11 @@ def test_hark_version_and_help() -> None:
 
 def test_hark_check_names_missing_models_with_the_fix(tmp_path: Path) -> None:
     out = tmp_path / "o.wav"
+    with wave.open(str(out), "wb") as w:  # the wav: input must exist: an unusable one would exit 78 instead
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16_000)
+        w.writeframes(bytes(3200))
     proc = hark(
         "--set",
         f'paths.models="{tmp_path}"',
