@@ -99,8 +99,8 @@ def cpu_table(model_path: Path, threads: list[int], reps: int) -> list[dict[str,
 def speech_table(models: Path, cache: Path) -> list[tuple[str, str, float, float]]:
     """(voice, sentence, p(complete sentence), p(cut at its pause)) with 0.5 s before and 200 ms after."""
     from daemon.listen.smart_turn import SmartTurn
+    from tests.listen.test_smart_turn import cut_at_pause
     from tests.speech import Speech, read_wav
-    from tests.test_smart_turn import cut_at_pause
 
     speech = Speech(cache, models)
     model = SmartTurn(models / MODEL)

@@ -100,12 +100,14 @@ class Speaker:
     def settle(self, marker: int) -> None:
         """Wait until the daemon handled everything sent so far (the volume `marker` sent last came back:
         commands are handled in order) and is quiet."""
-        seen = len(self.run.records)
+        seen = len(self.probe.on(f"{BASE}/volume"))
         self.probe.publish(f"{BASE}/cmd/volume", str(marker))
         deadline = time.monotonic() + QUIET_WITHIN_S
         while time.monotonic() < deadline:
-            later = self.run.records[seen:]
-            handled = any(r["event"] == "volume" and r["percent"] == marker for r in later)
+            # the marker came back over MQTT: the bridge publishes in order, so every error event before it
+            # has reached the probe too
+            later = self.probe.on(f"{BASE}/volume")[seen:]
+            handled = any(m.text == str(marker) for m in later)
             quiet = not self.daemon.assistant.busy and self.state() in ("idle", "muted")
             if handled and quiet:
                 return
