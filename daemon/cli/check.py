@@ -6,7 +6,7 @@ import os
 import platform
 import sys
 
-from daemon.config.models import missing_models
+from daemon.config.models import missing_models, turn_model_problem
 from daemon.config.settings import Secrets, Settings
 
 OK, FAIL, WARN = "✓", "✗", "!"
@@ -45,6 +45,14 @@ async def run_checks(settings: Settings, secrets: Secrets) -> int:
         results.append((FAIL, "Python 3.10 or newer is required"))
     missing = missing_models(settings)
     results += [(FAIL, m) for m in missing] or [(OK, f"models present in {settings.models_dir}")]
+    turn_problem = turn_model_problem(settings)
+    if turn_problem is not None:
+        results.append((FAIL, turn_problem))
+    elif settings.endpoint.turn_model == "none":
+        silence_ms = settings.endpoint.end_silence_ms
+        results.append((OK, f"end of turn: {silence_ms} ms of silence (endpoint.turn_model = none)"))
+    else:
+        results.append((OK, "end of turn: Smart Turn v3 model loads"))
     results += _audio(settings)
     if secrets.openai_api_key:
         results.append((OK, "OPENAI_API_KEY is set"))
