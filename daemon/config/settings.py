@@ -132,8 +132,9 @@ class EndpointSettings(_Section):
     whether the sentence is finished once the person pauses; "none" ends after end_silence_ms of silence."""
     turn_min_silence_ms: Annotated[int, Field(ge=30, le=5000)] = 200
     """Silence before the model is first asked: shorter gaps are just between words."""
-    turn_recheck_ms: Annotated[int, Field(ge=30, le=5000)] = 250
-    """While the model says "unfinished", ask again each time the silence has grown by this much."""
+    turn_recheck_ms: Annotated[int, Field(ge=0, le=5000)] = 0
+    """While the model says "unfinished", ask again each time the silence has grown by this much; 0 = ask once
+    per pause (the model hears the silence too: after ~500 ms of it nearly everything sounds finished)."""
     turn_max_silence_ms: Annotated[int, Field(ge=90, le=10000)] = 1500
     """The ceiling: this much silence ends the request whatever the model says."""
     turn_threshold: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
