@@ -19,12 +19,13 @@ from daemon.answer.voice import LocalVoice, VoiceError
 from daemon.audio.chimes import builtin_chime, load_chimes
 from daemon.audio.sink import open_sink
 from daemon.audio.source import open_source
+from daemon.config.models import turn_model_path
 from daemon.config.settings import Secrets, Settings
 from daemon.core.assistant import Assistant, Parts
 from daemon.core.choices import ChoiceStore, RuntimeChoices
 from daemon.core.controller import Controller
 from daemon.core.states import State
-from daemon.listen.endpoint import Endpointer
+from daemon.listen.turn import TurnDetector, load_turn_model
 from daemon.listen.wake import WakeDetector
 from daemon.mqtt.bridge import MqttBridge
 from daemon.observe import events as ev
@@ -70,6 +71,9 @@ async def build(
     trace = Trace(bus, trace_path or settings.debug.trace or None)
     loop = asyncio.get_running_loop()
     wake = await loop.run_in_executor(None, WakeDetector, settings.wake, settings.models_dir)
+    turn_model = await loop.run_in_executor(
+        None, load_turn_model, settings.endpoint, turn_model_path(settings.models_dir)
+    )
     voice = await _local_voice(settings)
     choices = ChoiceStore(
         settings.state_dir / "runtime.json",
@@ -89,7 +93,7 @@ async def build(
         source=source,
         sink=sink,
         wake=wake,
-        endpointer=Endpointer(settings.endpoint),
+        endpointer=TurnDetector(settings.endpoint, turn_model),
         responder=responder,
         voice=voice,
         chimes=chimes,

@@ -11,7 +11,7 @@ import platform
 import sys
 
 from daemon.config.files import file_problems
-from daemon.config.models import missing_models
+from daemon.config.models import missing_models, turn_model_problem
 from daemon.config.settings import EX_CONFIG, Secrets, Settings
 
 OK, FAIL, WARN = "✓", "✗", "!"
@@ -49,6 +49,14 @@ async def run_checks(settings: Settings, secrets: Secrets) -> int:
     results += [(FAIL, p) for p in bad_files] or [(OK, "every file the configuration names is usable")]
     missing = missing_models(settings)
     results += [(FAIL, m) for m in missing] or [(OK, f"models present in {settings.models_dir}")]
+    turn_problem = turn_model_problem(settings)
+    if turn_problem is not None:
+        results.append((FAIL, turn_problem))
+    elif settings.endpoint.turn_model == "none":
+        silence_ms = settings.endpoint.end_silence_ms
+        results.append((OK, f"end of turn: {silence_ms} ms of silence (endpoint.turn_model = none)"))
+    else:
+        results.append((OK, "end of turn: Smart Turn v3 model loads"))
     results += _audio(settings, skip_wav=bool(bad_files))
     if secrets.openai_api_key:
         results.append((OK, "OPENAI_API_KEY is set"))

@@ -5,6 +5,7 @@ so a missing or misnamed model always produces the same actionable message ("run
 
     <models>/openwakeword/<name>_v0.1.onnx, melspectrogram.onnx, embedding_model.onnx
     <models>/piper/<voice>.onnx + <voice>.onnx.json
+    <models>/smart-turn/smart-turn-v3.2-cpu.onnx
 """
 
 from __future__ import annotations
@@ -118,3 +119,31 @@ def missing_models(settings: Settings) -> list[str]:
         except ModelError as e:
             found.append(str(e))
     return found
+
+
+TURN_DIR = "smart-turn"
+TURN_MODEL_FILE = "smart-turn-v3.2-cpu.onnx"
+
+
+def turn_model_path(models_dir: Path) -> Path:
+    """Smart Turn v3 (endpoint.turn_model = "smart-turn"); it may be absent: the daemon then ends requests by
+    silence alone, so this does not check (see `turn_model_problem`)."""
+    return models_dir / TURN_DIR / TURN_MODEL_FILE
+
+
+def turn_model_problem(settings: Settings) -> str | None:
+    """For `hark check`: why the configured turn model cannot be used (missing, corrupt), None if it can.
+    Loads the model (~0.2 s), because a corrupt file is only found by loading it."""
+    if settings.endpoint.turn_model == "none":
+        return None
+    from daemon.listen.smart_turn import SmartTurn, TurnModelError
+
+    path = turn_model_path(settings.models_dir)
+    try:
+        SmartTurn(path)
+    except TurnModelError as e:
+        return (
+            f'{e} (or set endpoint.turn_model = "none"); until then requests end after '
+            f"{settings.endpoint.end_silence_ms} ms of silence"
+        )
+    return None

@@ -136,13 +136,35 @@ class EndpointSettings(_Section):
     start_timeout_s: PositiveS = 5.0
     """No speech this long after the wake word → back to idle."""
     end_silence_ms: Annotated[int, Field(ge=90, le=5000)] = 700
-    """Silence that ends an utterance."""
+    """Silence that ends an utterance when no turn model decides (turn_model = "none", the model file missing
+    or corrupt, or a judgement that failed)."""
     max_utterance_s: PositiveS = 15.0
     """An utterance is cut here even if the speaker goes on."""
     preroll_ms: Annotated[int, Field(ge=0, le=2000)] = 300
     """Audio kept from before speech start, so the first syllable is not clipped."""
     speech_start_ms: Annotated[int, Field(ge=30, le=1000)] = 120
     """Voiced audio needed before speech counts as started (ignores clicks)."""
+    turn_model: Literal["smart-turn", "none"] = "smart-turn"
+    """End of turn: "smart-turn" asks Smart Turn v3 (models/smart-turn/, fetched by scripts/fetch-models)
+    whether the sentence is finished once the person pauses; "none" ends after end_silence_ms of silence."""
+    turn_min_silence_ms: Annotated[int, Field(ge=30, le=5000)] = 200
+    """Silence before the model is first asked: shorter gaps are just between words."""
+    turn_recheck_ms: Annotated[int, Field(ge=0, le=5000)] = 0
+    """While the model says "unfinished", ask again each time the silence has grown by this much; 0 = ask once
+    per pause (the model hears the silence too: after ~500 ms of it nearly everything sounds finished)."""
+    turn_max_silence_ms: Annotated[int, Field(ge=90, le=10000)] = 1500
+    """The ceiling: this much silence ends the request whatever the model says."""
+    turn_threshold: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
+    """A probability above this means "finished" (0.5 is the model's own decision boundary)."""
+
+    @model_validator(mode="after")
+    def _turn_silences(self) -> EndpointSettings:
+        if self.turn_min_silence_ms > self.turn_max_silence_ms:
+            raise ValueError(
+                f"turn_min_silence_ms = {self.turn_min_silence_ms} must not exceed turn_max_silence_ms = "
+                f"{self.turn_max_silence_ms} (the model is asked before the ceiling ends the request)"
+            )
+        return self
 
 
 class ConversationSettings(_Section):

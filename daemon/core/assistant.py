@@ -40,11 +40,11 @@ from daemon.config.settings import Settings
 from daemon.core.choices import ChoiceStore
 from daemon.core.states import ACTIVE, QUIET, Deadlines, State, StateMachine, Transition, Trigger
 from daemon.core.turn import AnnouncementQueue, Outcome, PendingAnnouncement, Turn
-from daemon.listen.endpoint import Endpointer
+from daemon.listen.turn import TurnDetector, TurnEvent
 from daemon.listen.wake import WakeDetector
 from daemon.observe import events as ev
 from daemon.observe.bus import EventBus
-from daemon.observe.events import NoSpeech, SpeechEnded, SpeechStarted, WakeDetected
+from daemon.observe.events import NoSpeech, SpeechEnded, WakeDetected
 from daemon.system import tasks
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class Parts:
     source: AudioSource
     sink: AudioSink
     wake: WakeDetector
-    endpointer: Endpointer
+    endpointer: TurnDetector  # webrtcvad + the end-of-turn model
     responder: Responder
     voice: LocalVoice | None  # announcements and fallback (None: no local voice installed)
     chimes: dict[str, AudioChunk | None]
@@ -141,7 +141,7 @@ class Assistant:
         self._last_sample = frame.end_sample
         if self.sm.state is State.LISTENING:
             self.parts.responder.append(frame.pcm)
-            for event in self.parts.endpointer.process(frame):
+            for event in await self.parts.endpointer.process(frame, self._infer):
                 self._on_endpoint(event)
         elif self.sm.listens_for_wake:
             block = self._wake_input(frame)
@@ -199,7 +199,7 @@ class Assistant:
                 self.parts.responder.append(frame.pcm)
         return True
 
-    def _on_endpoint(self, event: SpeechStarted | SpeechEnded | NoSpeech) -> None:
+    def _on_endpoint(self, event: TurnEvent) -> None:
         self.bus.publish(event)
         if isinstance(event, SpeechEnded):
             if self.sm.handle(Trigger.SPEECH_ENDED, "max length" if event.timed_out else "end of speech"):

@@ -52,7 +52,8 @@ def _samples(ms: float) -> int:
 class Endpointer:
     """`start(sample)` at the wake point, then `process(frame)` for every frame until an ending event."""
 
-    def __init__(self, settings: EndpointSettings) -> None:
+    def __init__(self, settings: EndpointSettings, end_silence_ms: int | None = None) -> None:
+        """`end_silence_ms` replaces settings.end_silence_ms (the turn detector passes its ceiling)."""
         self._hangover = _HANGOVER_FRAMES[settings.aggressiveness]
         self._vad = webrtcvad.Vad(settings.aggressiveness)
         self._voiced_run = 0  # consecutive sub-frames webrtcvad called voiced (hangover included)
@@ -60,7 +61,8 @@ class Endpointer:
         self._start_samples = _samples(settings.speech_start_ms) + self._hangover[0] * VAD_FRAME_SAMPLES
         # Silence is counted in whole 30 ms VAD frames: round end_silence_ms to the nearest frame (700 → 690)
         # rather than always up (700 → 720), so the decision lands as close as it can to the setting.
-        self._end_samples = max(1, round(_samples(settings.end_silence_ms) / VAD_FRAME_SAMPLES)) * VAD_FRAME_SAMPLES
+        end_ms = settings.end_silence_ms if end_silence_ms is None else end_silence_ms
+        self._end_samples = max(1, round(_samples(end_ms) / VAD_FRAME_SAMPLES)) * VAD_FRAME_SAMPLES
         self._default_timeout = _samples(settings.start_timeout_s * 1000)
         self._timeout_samples = self._default_timeout
         self._max_samples = _samples(settings.max_utterance_s * 1000)
@@ -79,6 +81,16 @@ class Endpointer:
     @property
     def armed(self) -> bool:
         return self._state is not VadState.IDLE
+
+    @property
+    def silence_start(self) -> int | None:
+        """While STOPPING: the input sample where the voice stopped (hangover removed); otherwise None."""
+        return self._run_start if self._state is VadState.STOPPING else None
+
+    @property
+    def heard_until(self) -> int:
+        """The input sample up to which webrtcvad has judged the audio (the end of the last 30 ms sub-frame)."""
+        return self._next
 
     def start(self, sample: int, start_timeout_s: float | None = None) -> None:
         """Arm at input sample `sample` (audio before it is ignored); re-arming restarts from scratch.
@@ -137,14 +149,14 @@ class Endpointer:
                 return self._finish(NoSpeech(end))
             return None
         if end - self._speech_start >= self._max_samples:
-            return self._finish(SpeechEnded(end, timed_out=True))
+            return self._finish(SpeechEnded(end, timed_out=True, reason="max_length", decided_sample=end))
         if voiced:
             self._state = VadState.SPEAKING
         elif state is VadState.SPEAKING:
             self._state = VadState.STOPPING
             self._run_start = max(self._speech_start, at - self._hangover_samples())
         if self._state is VadState.STOPPING and end - self._run_start >= self._end_samples:
-            return self._finish(SpeechEnded(self._run_start))
+            return self._finish(SpeechEnded(self._run_start, reason="silence", decided_sample=end))
         return None
 
     def _hangover_samples(self) -> int:

@@ -211,8 +211,11 @@ class TurnSettings:
 
     turn_min_silence_ms: int = 200
     """Silence before the first judgement: shorter gaps are just between words, not worth a model run."""
-    turn_recheck_ms: int = 250
-    """While the model says "unfinished", ask again every this much more silence (the pause may be the end)."""
+    turn_recheck_ms: int = 0
+    """While the model says "unfinished", ask again every this much more silence; 0 = once per pause (then
+    only speech or the ceiling ends it). Smart Turn hears the trailing silence too and calls almost anything
+    "finished" after ~500 ms of it ("set a timer for" + 210 ms: 0.07; + 480 ms: 0.98), so asking again mostly
+    undoes a correct "unfinished"."""
     turn_max_silence_ms: int = 1500
     """The ceiling: this much silence ends the turn whatever the model says."""
     turn_threshold: float = 0.5
@@ -224,8 +227,8 @@ class TurnSettings:
                 f"turn_min_silence_ms = {self.turn_min_silence_ms} must be > 0 and <= turn_max_silence_ms "
                 f"({self.turn_max_silence_ms})"
             )
-        if self.turn_recheck_ms <= 0:
-            raise ValueError(f"turn_recheck_ms = {self.turn_recheck_ms} must be > 0")
+        if self.turn_recheck_ms < 0:
+            raise ValueError(f"turn_recheck_ms = {self.turn_recheck_ms} must be >= 0 (0 = ask once per pause)")
         if not 0.0 <= self.turn_threshold < 1.0:
             raise ValueError(f"turn_threshold = {self.turn_threshold} must be in [0, 1)")
 
@@ -292,7 +295,7 @@ class TurnPolicy:
             log.debug("stale turn judgement %.3f ignored (speech resumed after it was asked)", probability or 0.0)
             return None
         self._pending = None
-        self._next_ask = ask.silence_samples + self._recheck
+        self._next_ask = ask.silence_samples + self._recheck if self._recheck else self._max
         if probability is None:
             return None
         self._last_probability = probability

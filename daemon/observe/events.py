@@ -58,11 +58,32 @@ class SpeechStarted(Event):
 
 @dataclass(frozen=True, slots=True)
 class SpeechEnded(Event):
-    """End of the utterance: `sample` is where trailing silence began; `timed_out` = max length reached."""
+    """End of the utterance: `sample` is where trailing silence began (where the voice stopped);
+    `decided_sample` is the input sample at which the end was decided (so `decided_sample - sample` is what
+    the decision waited); `reason`: `model` (the turn model judged the sentence finished), `silence` (the
+    silence rule: end_silence_ms, or the turn model's ceiling), `max_length` (max_utterance_s).
+    `timed_out` (= reason `max_length`) stays for readers of earlier traces."""
 
     NAME: ClassVar[str] = "speech_ended"
     sample: int
     timed_out: bool = False
+    reason: Literal["model", "silence", "max_length"] | None = None
+    decided_sample: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnJudged(Event):
+    """The turn model answered during a pause: `probability` that the request is finished, after
+    `silence_ms` of silence; `inference_ms` = features + model in the worker thread; `wait_ms` = from asking
+    to the answer on the loop (adds the thread hop and any queueing behind other inference)."""
+
+    NAME: ClassVar[str] = "turn_judged"
+    probability: float
+    silence_ms: int
+    inference_ms: float
+    wait_ms: float
+    sample: int
+    """The input sample up to which the model heard the request."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -215,6 +215,18 @@ def test_policy_keeps_listening_while_unfinished_and_asks_again_as_the_silence_g
     assert end == TurnEnd("model", 750 * MS, 0.8)
 
 
+def test_policy_with_recheck_0_asks_once_per_pause_and_the_ceiling_ends_it() -> None:
+    once = TurnSettings(turn_min_silence_ms=200, turn_recheck_ms=0, turn_max_silence_ms=1500)
+    asked, end = drive(TurnPolicy(once), [0.2, 0.9])
+    assert asked == [210], "an unfinished answer is not asked again in the same pause"
+    assert end == TurnEnd("silence", 1500 * MS, 0.2)
+    policy = TurnPolicy(once)
+    ask = policy.silence(210 * MS)
+    assert isinstance(ask, TurnAsk) and policy.judged(ask, 0.2) is None
+    policy.speech()  # the person goes on: the next pause is asked about again
+    assert isinstance(policy.silence(210 * MS), TurnAsk)
+
+
 def test_policy_ceiling_ends_with_reason_silence() -> None:
     asked, end = drive(TurnPolicy(SETTINGS), [])
     assert asked == [210, 480, 750, 1020, 1290]
@@ -248,7 +260,7 @@ def test_policy_threshold_is_exclusive_and_settings_are_checked() -> None:
     assert policy.judged(ask, 0.7) is None
     with pytest.raises(ValueError, match="turn_min_silence_ms = 2000"):
         TurnSettings(turn_min_silence_ms=2000)
-    with pytest.raises(ValueError, match="turn_recheck_ms = 0"):
-        TurnSettings(turn_recheck_ms=0)
+    with pytest.raises(ValueError, match="turn_recheck_ms = -1"):
+        TurnSettings(turn_recheck_ms=-1)
     with pytest.raises(ValueError, match="turn_threshold = 1.5"):
         TurnSettings(turn_threshold=1.5)
