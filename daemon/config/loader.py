@@ -82,11 +82,12 @@ def _read_text(path: Path) -> str:
 
 def _parse_toml(path: Path, text: str) -> dict[str, Any]:
     try:
-        return tomllib.loads(text)
+        data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
     except ValueError as e:  # e.g. an integer of more than 4,300 digits: Python refuses to convert it
         raise ConfigError(f"{path}: a value cannot be read: {e}") from None
+    return data
 
 
 def from_dict(raw: dict[str, Any], source: str = "config") -> Settings:
