@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from daemon.answer.tools import ToolRegistry
+from daemon.audio.frames import INPUT_RATE_HZ
 from daemon.config.settings import Secrets, Settings, ToolSettings
 from daemon.core.choices import RuntimeChoices
 from daemon.core.states import State
@@ -31,6 +32,7 @@ def subscribe(bus: EventBus, bridge: MqttBridge) -> None:
     )
     bus.subscribe(ev.Transcript, lambda e: _transcript(bridge, e))
     bus.subscribe(ev.ResponseDone, lambda e: _response_done(bridge, e))
+    bus.subscribe(ev.SpeechEnded, lambda e: _speech_ended(bridge, e))
     bus.subscribe(ev.Fallback, lambda e: bridge.publish_event("fallback", {"reason": e.reason}))
     bus.subscribe(ev.RealtimeError, lambda e: bridge.publish_event("error", {"code": e.code, "message": e.message}))
     bus.subscribe(ev.Error, lambda e: bridge.publish_event("error", {"code": e.code, "message": e.message}))
@@ -41,6 +43,13 @@ def subscribe(bus: EventBus, bridge: MqttBridge) -> None:
 
 def _wake(bridge: MqttBridge) -> Callable[[ev.WakeDetected], None]:
     return lambda e: bridge.publish_event("wake_detected", {"model": e.model, "score": e.score})
+
+
+def _speech_ended(bridge: MqttBridge, event: ev.SpeechEnded) -> None:
+    """Why the request ended (the turn model, silence, or its length) and how long the decision waited."""
+    samples = None if event.decided_sample is None else event.decided_sample - event.sample
+    waited_ms = None if samples is None else round(samples * 1000 / INPUT_RATE_HZ)
+    bridge.publish_event("speech_ended", {"reason": event.reason, "waited_ms": waited_ms})
 
 
 def _transcript(bridge: MqttBridge, event: ev.Transcript) -> None:
