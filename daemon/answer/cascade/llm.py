@@ -128,6 +128,9 @@ class ChatModel:
                     if not started:
                         started = True
                         self.bus.publish(ev.CascadeFirst("llm", round((time.monotonic() - sent) * 1000, 1)))
+                    if getattr(chunk, "object", None) != "chat.completion.chunk":
+                        log.debug("chat stream: skipping an unknown event %r", getattr(chunk, "type", None))
+                        continue
                     if chunk.usage is not None:
                         usage = chunk.usage
                     for choice in chunk.choices:

@@ -45,7 +45,21 @@ class Spoken:
     exchange: Exchange
     sentences: list[tuple[str, float, float]] = field(default_factory=list)
     """(sentence, start_ms, end_ms) of the audio handed to the speaker."""
-    complete: bool = False
+    first_at: float | None = None
+    """time.monotonic() when the first audio went to the speaker (playback starts about then)."""
+    kept: list[Message] | None = None
+    """Its entry in the history, once kept."""
+
+    @property
+    def total_ms(self) -> float:
+        return self.sentences[-1][2] if self.sentences else 0.0
+
+    def still_playing(self, played_ms: float) -> bool:
+        """Was the answer cut before its end? (`played_ms` = 0 also comes from a stop with no answer playing:
+        then the wall clock says whether the answer could still have been playing.)"""
+        if self.first_at is None or played_ms >= self.total_ms:
+            return False
+        return (time.monotonic() - self.first_at) * 1000 < self.total_ms + 500
 
     def heard(self, played_ms: float | None) -> str:
         """The words of the answer that were played (all of them when `played_ms` is None)."""
@@ -104,6 +118,7 @@ class CascadeResponder:
         self._history: list[list[Message]] = []
         self._last_turn_at = 0.0
         self._current: Spoken | None = None
+        """The answer being written and played, from its first sentence until it was heard or cut."""
         self._turn_usage: dict[str, int] = {}
         self._turn_cost = 0.0
 
@@ -223,6 +238,8 @@ class CascadeResponder:
                 start_ms = at_ms
                 async for chunk in self.speech.speak(item):
                     at_ms += len(chunk.pcm) / 2 / chunk.channels / chunk.rate_hz * 1000
+                    if spoken.first_at is None:
+                        spoken.first_at = time.monotonic()
                     if spoken.sentences and spoken.sentences[-1][1] == start_ms:
                         spoken.sentences[-1] = (item, start_ms, at_ms)
                     else:
@@ -232,8 +249,7 @@ class CascadeResponder:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
-        spoken.complete = True
-        self._keep(played_ms=None)
+        self._keep(played_ms=None)  # all of it, unless a barge-in during the playout trims it (interrupt)
 
     async def _write(
         self, conversation: list[Message], exchange: Exchange, out: asyncio.Queue[str | BaseException | None]
@@ -257,15 +273,20 @@ class CascadeResponder:
 
     def _keep(self, played_ms: float | None) -> None:
         """Add the current answer to the history: what was heard of it (all of it unless cut)."""
-        spoken, self._current = self._current, None
+        spoken = self._current
         if spoken is None:
             return
+        if spoken.kept is not None:  # kept whole when its audio was handed over; cut during the playout
+            if spoken.kept and spoken.kept[-1].get("role") == "assistant" and spoken.kept[-1].get("tool_calls") is None:
+                spoken.kept.pop()
+            self._current = None
+        else:
+            spoken.kept = [{"role": "user", "content": spoken.user}, *spoken.exchange.messages]
+            self._history.append(spoken.kept)
         heard = spoken.heard(played_ms)
-        turn: list[Message] = [{"role": "user", "content": spoken.user}, *spoken.exchange.messages]
         if heard:
-            turn.append({"role": "assistant", "content": heard})
+            spoken.kept.append({"role": "assistant", "content": heard})
             self.bus.publish(ev.Transcript("assistant", heard))
-        self._history.append(turn)
         cap = self.settings.cascade.history_turns
         self._history = self._history[-cap:] if cap else []
         self._last_turn_at = time.monotonic()
@@ -291,8 +312,10 @@ class CascadeResponder:
     async def interrupt(self, played_ms: int) -> None:
         """The answer was cut after `played_ms`: its streams are already closed (the assistant cancelled the
         turn); the history keeps only the part that was heard."""
-        if self._current is not None and not self._current.complete:
+        spoken = self._current
+        if spoken is not None and (spoken.kept is None or spoken.still_playing(played_ms)):
             self._keep(played_ms=float(played_ms))
+        self._current = None
 
     async def _probe(self) -> None:
         """Does every stage give a real answer again? Raises if any does not (the breaker stays open)."""

@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Literal, TypeVar
 
+import httpx2
 import openai
 from openai import AsyncOpenAI
 
@@ -67,7 +68,9 @@ def classify(stage: Stage, error: BaseException, started: bool) -> StageFailure:
     name = type(error).__name__
     if isinstance(error, (openai.APITimeoutError, asyncio.TimeoutError)):
         return StageFailure(stage, FallbackReason.TIMEOUT, f"no answer in time ({name})")
-    if isinstance(error, openai.APIConnectionError):
+    if isinstance(error, httpx2.TimeoutException):
+        return StageFailure(stage, FallbackReason.TIMEOUT, f"no answer in time ({name})")
+    if isinstance(error, (openai.APIConnectionError, httpx2.TransportError)):
         if started:
             return StageFailure(stage, FallbackReason.DROPPED, f"the stream broke off ({error.__cause__ or error})")
         return StageFailure(stage, FallbackReason.UNREACHABLE, f"cannot connect ({error.__cause__ or error})")
