@@ -89,3 +89,31 @@ def classify(stage: Stage, error: BaseException, started: bool) -> StageFailure:
 async def next_within(stream: AsyncIterator[T], timeout_s: float) -> T:
     """The stream's next item within `timeout_s`; StopAsyncIteration at its end."""
     return await asyncio.wait_for(stream.__anext__(), timeout_s)
+
+
+async def check_stage(stage: Stage, settings: CascadeStage, secrets: Secrets) -> tuple[bool, str]:
+    """`hark check`: is the server reachable, is the key accepted, is the model listed? (ok, line with fix)"""
+    where = f"cascade.{stage} ({url_of(settings)}, model {settings.model})"
+    client = make_client(stage, settings, secrets)
+    if isinstance(client, StageFailure):
+        return False, f"{where}: {client.detail}"
+    try:
+        page = await asyncio.wait_for(client.models.list(), settings.timeout_s)
+        models = [m.id async for m in page]
+    except Exception as e:  # report whatever went wrong as the fix to make
+        failure = classify(stage, e, started=False)
+        fixes = {
+            FallbackReason.UNREACHABLE: f"is the server running? check cascade.{stage}.base_url",
+            FallbackReason.AUTH: f"check the key in ${settings.api_key_env or '(none)'} (cascade.{stage}.api_key_env)",
+            FallbackReason.TIMEOUT: f"the server did not answer within cascade.{stage}.timeout_s",
+        }
+        return False, f"{where}: {failure.detail}; {fixes.get(failure.reason, 'see the server log')}"
+    finally:
+        await client.close()
+    if settings.model not in models:
+        shown = ", ".join(models[:8]) + (", ..." if len(models) > 8 else "")
+        return (
+            False,
+            f"{where}: the server does not list this model (it lists: {shown or 'none'}); pull it or fix the name",
+        )
+    return True, f"{where}: reachable, key accepted, model listed"
