@@ -157,7 +157,7 @@ class CascadeResponder:
         try:
             blocked = self._blocked(need_stt=pcm is not None)
             if blocked is not None:
-                status = "failed"
+                status = "not tried"
                 async for chunk in self.guard.speak(blocked):
                     yield chunk
                 return
@@ -181,7 +181,7 @@ class CascadeResponder:
                 async for chunk in self.guard.speak(failure.reason):
                     yield chunk
         finally:
-            if status != "cancelled" or self._turn_usage:
+            if status in ("completed", "failed") or self._turn_usage:
                 self.bus.publish(ev.ResponseDone(status, dict(self._turn_usage), round(self._turn_cost, 8)))
 
     def _blocked(self, need_stt: bool) -> FallbackReason | None:
