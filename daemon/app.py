@@ -118,8 +118,14 @@ async def build(
 
 def make_responder(
     settings: Settings, secrets: Secrets, bus: EventBus, voice: LocalVoice | None, tools: ToolRegistry
-) -> CloudResponder:
-    """The Realtime model answers; the local voice answers whenever it cannot (see daemon.answer.cloud)."""
+) -> Responder:
+    """The model backend (conversation.backend) answers; the local voice answers whenever it cannot:
+    "realtime" = the Realtime API (daemon.answer.cloud), "cascade" = speech-to-text → chat model → voice
+    through OpenAI-compatible servers (daemon.answer.cascade)."""
+    if settings.conversation.backend == "cascade":
+        from daemon.answer.cascade.responder import CascadeResponder
+
+        return CascadeResponder(settings, secrets, bus, voice, tools)
     return CloudResponder(settings, secrets, bus, voice, tools)
 
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from daemon.answer.budget import DailyCost
-from daemon.answer.fallback import CircuitBreaker, CloudProber, message_for
+from daemon.answer.fallback import NOT_OUTAGES, CircuitBreaker, FallbackGuard
 from daemon.answer.realtime.client import RealtimeClient
 from daemon.answer.realtime.protocol import (
     RATE_HZ,
@@ -28,7 +28,7 @@ from daemon.answer.realtime.protocol import (
 )
 from daemon.answer.reasons import FallbackReason
 from daemon.answer.tools import ToolRegistry
-from daemon.answer.voice import LocalVoice, VoiceError
+from daemon.answer.voice import LocalVoice
 from daemon.audio.frames import AudioChunk
 from daemon.config.settings import Secrets, Settings
 from daemon.observe import events as ev
@@ -36,8 +36,7 @@ from daemon.observe.bus import EventBus
 
 log = logging.getLogger(__name__)
 
-# Failures that say nothing about the cloud's health (the user's budget, a missing key, a 60-min expiry).
-NOT_OUTAGES = {FallbackReason.NO_API_KEY, FallbackReason.COST_LIMIT, FallbackReason.EXPIRED}
+__all__ = ["NOT_OUTAGES", "CloudResponder"]
 
 
 class CloudResponder:
@@ -63,12 +62,15 @@ class CloudResponder:
             bus,
             spend=DailyCost(settings.state_dir),
         )
-        fb = settings.fallback
-        self.breaker = CircuitBreaker(fb.breaker_failures, fb.probe_min_s, fb.probe_max_s)
         probe_s = settings.realtime.connect_timeout + settings.realtime.response_timeout
-        self.prober = CloudProber(self.breaker, lambda: self.client.probe(probe_s), probe_timeout_s=probe_s + 1.0)
-        self.breaker.add_listener(lambda state: self.bus.publish(ev.BreakerChanged(state)))
+        self.guard = FallbackGuard(
+            settings.fallback, bus, voice, lambda: self.client.probe(probe_s), probe_timeout_s=probe_s + 1.0
+        )
         self._opening: asyncio.Task[FallbackReason | None] | None = None
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self.guard.breaker
 
     # --- capture side -------------------------------------------------------------------------------------
 
@@ -163,7 +165,7 @@ class CloudResponder:
         if isinstance(event, Transcript) and not event.final:
             self.bus.publish(ev.TranscriptDelta(event.role, event.text))
         elif isinstance(event, ResponseDone):
-            self.breaker.record_success()
+            self.guard.succeeded()
         elif isinstance(event, Failure):
             self._record(event.reason)
             failure.append(event.reason)
@@ -171,34 +173,16 @@ class CloudResponder:
         return True
 
     def _record(self, reason: FallbackReason) -> None:
-        if reason in NOT_OUTAGES:
-            return
-        was = self.breaker.state
-        self.breaker.record_failure()
-        if was == "closed" and self.breaker.state == "open":
-            log.warning(
-                "the cloud failed %d times in a row: answering locally at once and probing in the background",
-                self.settings.fallback.breaker_failures,
-            )
-            self.prober.start()
+        self.guard.failed(reason)
 
-    async def _fallback(self, reason: FallbackReason) -> AsyncGenerator[AudioChunk, None]:
-        text = message_for(reason, self.settings.fallback.messages)
-        self.bus.publish(ev.Fallback(reason.value, text))
-        if self.voice is None:
-            log.error("cannot say %r: no local voice (run scripts/fetch-models)", text)
-            return
-        try:
-            async for chunk in self.voice.speak(text):
-                yield chunk
-        except VoiceError as e:
-            log.error("local voice failed: %s", e)
+    def _fallback(self, reason: FallbackReason) -> AsyncGenerator[AudioChunk, None]:
+        return self.guard.speak(reason)
 
     async def interrupt(self, played_ms: int) -> None:
         await self.client.cancel(played_ms)
 
     async def aclose(self) -> None:
-        await self.prober.stop()
+        await self.guard.aclose()
         if self._opening is not None:
             self._opening.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -12,11 +12,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Literal
 
 from daemon.answer.reasons import FallbackReason
-from daemon.config.settings import FallbackMessages
+from daemon.answer.voice import LocalVoice, VoiceError
+from daemon.audio.frames import AudioChunk
+from daemon.config.settings import FallbackMessages, FallbackSettings
+from daemon.observe import events as ev
+from daemon.observe.bus import EventBus
 from daemon.system.backoff import delays
 
 log = logging.getLogger(__name__)
@@ -187,3 +191,64 @@ class CloudProber:
             self.breaker.record_failure()
         else:
             self.breaker.record_success()
+
+
+NOT_OUTAGES = frozenset({FallbackReason.NO_API_KEY, FallbackReason.COST_LIMIT, FallbackReason.EXPIRED})
+"""Failures that say nothing about the cloud's health (the user's budget, a missing key, a 60-min expiry)."""
+
+
+class FallbackGuard:
+    """What every cloud backend shares: the breaker that counts its failures, the prober that closes it
+    again (only with a real answer: `probe` must get one), and the spoken sentence for each failure."""
+
+    def __init__(
+        self,
+        settings: FallbackSettings,
+        bus: EventBus,
+        voice: LocalVoice | None,
+        probe: ProbeFn,
+        probe_timeout_s: float,
+    ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.voice = voice
+        self.breaker = CircuitBreaker(settings.breaker_failures, settings.probe_min_s, settings.probe_max_s)
+        self.prober = CloudProber(self.breaker, probe, probe_timeout_s=probe_timeout_s)
+        self.breaker.add_listener(lambda state: bus.publish(ev.BreakerChanged(state)))
+
+    @property
+    def open(self) -> bool:
+        """True while only the prober may try the cloud."""
+        return self.breaker.state == "open"
+
+    def succeeded(self) -> None:
+        """A real answer arrived: the one thing that closes the breaker."""
+        self.breaker.record_success()
+
+    def failed(self, reason: FallbackReason) -> None:
+        if reason in NOT_OUTAGES:
+            return
+        was = self.breaker.state
+        self.breaker.record_failure()
+        if was == "closed" and self.breaker.state == "open":
+            log.warning(
+                "the cloud failed %d times in a row: answering locally at once and probing in the background",
+                self.settings.breaker_failures,
+            )
+            self.prober.start()
+
+    async def speak(self, reason: FallbackReason) -> AsyncGenerator[AudioChunk, None]:
+        """Say the configured sentence for `reason` with the local voice (a `fallback` event either way)."""
+        text = message_for(reason, self.settings.messages)
+        self.bus.publish(ev.Fallback(reason.value, text))
+        if self.voice is None:
+            log.error("cannot say %r: no local voice (run scripts/fetch-models)", text)
+            return
+        try:
+            async for chunk in self.voice.speak(text):
+                yield chunk
+        except VoiceError as e:
+            log.error("local voice failed: %s", e)
+
+    async def aclose(self) -> None:
+        await self.prober.stop()

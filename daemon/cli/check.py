@@ -41,6 +41,21 @@ def _audio(settings: Settings, skip_wav: bool) -> list[tuple[str, str]]:
     return out
 
 
+async def _cascade(settings: Settings, secrets: Secrets) -> list[tuple[str, str]]:
+    """One line per cascade stage: reachable, key accepted, model listed (Piper needs only its model file)."""
+    from daemon.answer.cascade.stage import check_stage
+
+    c = settings.cascade
+    out = []
+    for stage, stage_settings in (("stt", c.stt), ("llm", c.llm), ("tts", c.tts)):
+        if stage_settings == "piper":
+            out.append((OK, "cascade.tts: the local Piper voice (fallback.voice)"))
+            continue
+        ok, line = await check_stage(stage, stage_settings, secrets)  # type: ignore[arg-type]
+        out.append((OK if ok else FAIL, line))
+    return out
+
+
 async def run_checks(settings: Settings, secrets: Secrets) -> int:
     results: list[tuple[str, str]] = [(OK, f"config valid; Python {platform.python_version()} on {platform.machine()}")]
     if sys.version_info < (3, 10):
@@ -58,7 +73,9 @@ async def run_checks(settings: Settings, secrets: Secrets) -> int:
     else:
         results.append((OK, "end of turn: Smart Turn v3 model loads"))
     results += _audio(settings, skip_wav=bool(bad_files))
-    if secrets.openai_api_key:
+    if settings.conversation.responder == "cloud" and settings.conversation.backend == "cascade":
+        results += await _cascade(settings, secrets)
+    elif secrets.openai_api_key:
         results.append((OK, "OPENAI_API_KEY is set"))
     else:
         results.append(

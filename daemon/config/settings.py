@@ -171,8 +171,11 @@ class ConversationSettings(_Section):
     followup_seconds: Annotated[float, Field(ge=0)] = 4.0
     """After an answer, listen this long without a wake word (0 = off)."""
     responder: Literal["cloud", "chime"] = "cloud"
-    """"cloud": the Realtime model (local voice as fallback). "chime": every request is answered with the
-    done chime — tries the microphone, wake word and endpointing with no cloud and no voice."""
+    """"cloud": a model answers (`backend` says which; local voice as fallback). "chime": every request is
+    answered with the done chime — tries the microphone, wake word and endpointing with no cloud and no voice."""
+    backend: Literal["realtime", "cascade"] = "realtime"
+    """With responder = "cloud": "realtime" = the OpenAI Realtime API ([realtime]); "cascade" = speech-to-text,
+    a chat model and a voice, each through any OpenAI-compatible server ([cascade])."""
 
 
 class AnnouncementSettings(_Section):
@@ -235,6 +238,77 @@ class RealtimeSettings(_Section):
         return v.rstrip("/")
 
 
+class CascadeStage(_Section):
+    """One OpenAI-compatible endpoint of the cascade (speech-to-text, chat model or voice)."""
+
+    base_url: str = ""
+    """API base URL with its /v1, e.g. "http://127.0.0.1:11434/v1" (Ollama); "" = OpenAI's."""
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable holding this server's key; "" = none (a local server)."""
+    timeout_s: PositiveS = 8.0
+    """Longest wait for the first result and between two pieces of a stream, in seconds."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError('expected an HTTP URL such as "http://127.0.0.1:8000/v1" ("" = OpenAI\'s)')
+        return v.rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str) -> str:
+        if v and not v.replace("_", "").isalnum():
+            raise ValueError('expected the NAME of an environment variable (e.g. "OPENAI_API_KEY"), not the key')
+        return v
+
+
+class CascadeSttSettings(CascadeStage):
+    model: str = "gpt-4o-mini-transcribe"
+    language: str = "en"
+    """ISO-639-1 hint ("" = let the model detect it)."""
+    stream: Literal["auto", "on", "off"] = "auto"
+    """Stream the transcript (`transcript.text.delta`): "auto" = for gpt-4o(-mini)-transcribe models only."""
+
+    @property
+    def streams(self) -> bool:
+        return self.stream == "on" or (self.stream == "auto" and "4o" in self.model and "transcribe" in self.model)
+
+
+class CascadeLlmSettings(CascadeStage):
+    model: str = "gpt-4.1-mini"
+    instructions: str = ""
+    """System prompt; "" = realtime.instructions (one persona whichever backend answers)."""
+    max_tokens: Annotated[int, Field(ge=1, le=16384)] = 512
+    max_tool_rounds: Annotated[int, Field(ge=1, le=10)] = 4
+    """Tool calls answered per request before the model must answer in words."""
+
+
+class CascadeTtsSettings(CascadeStage):
+    model: str = "gpt-4o-mini-tts"
+    voice: str = "marin"
+    instructions: str = ""
+    """How to speak (gpt-4o-mini-tts only; "" = none)."""
+    speed: Annotated[float, Field(ge=0.25, le=4.0)] = 1.0
+    response_format: Literal["pcm"] = "pcm"
+    """Raw 24 kHz PCM16, streamed: the only format played without decoding."""
+
+
+class CascadeSettings(_Section):
+    """conversation.backend = "cascade": speech-to-text → chat model → voice, each its own server."""
+
+    stt: CascadeSttSettings = CascadeSttSettings()
+    llm: CascadeLlmSettings = CascadeLlmSettings()
+    tts: Literal["piper"] | CascadeTtsSettings = "piper"
+    """"piper": the local voice (fallback.voice) speaks each sentence as the model writes it; or a table with
+    base_url, model, voice, ... for an OpenAI-compatible /v1/audio/speech."""
+    history_idle_s: Annotated[float, Field(ge=0)] = 120.0
+    """Keep the conversation this long after the last turn (follow-ups remember); 0 = every request alone."""
+    history_turns: Annotated[int, Field(ge=0, le=100)] = 10
+    """Most recent request/answer pairs sent with each request (older ones are dropped)."""
+
+
 class CostSettings(_Section):
     """USD per million tokens (gpt-realtime list prices) and an optional daily cap."""
 
@@ -243,6 +317,13 @@ class CostSettings(_Section):
     text_in_per_mtok: Annotated[float, Field(ge=0)] = 4.0
     text_out_per_mtok: Annotated[float, Field(ge=0)] = 16.0
     cached_in_per_mtok: Annotated[float, Field(ge=0)] = 0.4
+    stt_per_minute: Annotated[float, Field(ge=0)] = 0.003
+    """Cascade speech-to-text, USD per minute of request audio (gpt-4o-mini-transcribe; 0 for a local server)."""
+    llm_in_per_mtok: Annotated[float, Field(ge=0)] = 0.4
+    llm_out_per_mtok: Annotated[float, Field(ge=0)] = 1.6
+    """Cascade chat model, USD per million tokens (gpt-4.1-mini; 0 for Ollama / llama.cpp)."""
+    tts_per_minute: Annotated[float, Field(ge=0)] = 0.015
+    """Cascade remote voice, USD per minute of speech (gpt-4o-mini-tts; Piper costs nothing)."""
     daily_limit: Annotated[float, Field(ge=0)] = 0.0
     """Stop using the cloud for the rest of the day once this much was spent (0 = no cap)."""
 
@@ -341,6 +422,7 @@ class Settings(_Section):
     conversation: ConversationSettings = ConversationSettings()
     announcements: AnnouncementSettings = AnnouncementSettings()
     realtime: RealtimeSettings = RealtimeSettings()
+    cascade: CascadeSettings = CascadeSettings()
     cost: CostSettings = CostSettings()
     tools: list[ToolSettings] = Field(default_factory=list)
     fallback: FallbackSettings = FallbackSettings()
@@ -400,6 +482,15 @@ class Secrets:
     def from_env(cls, env: dict[str, str] | None = None) -> Secrets:
         env = dict(os.environ) if env is None else env
         return cls(env.get("OPENAI_API_KEY", "").strip(), env.get("HARK_MQTT_PASSWORD", ""))
+
+    def api_key(self, env_name: str) -> str:
+        """The key a cascade stage names by its variable (`api_key_env`): OPENAI_API_KEY is the one read at
+        start; any other name is read from the environment now. "" (a local server) gives ""."""
+        if not env_name:
+            return ""
+        if env_name == "OPENAI_API_KEY":
+            return self.openai_api_key
+        return os.environ.get(env_name, "").strip()
 
     def __repr__(self) -> str:
         return (

@@ -33,6 +33,7 @@ def subscribe(bus: EventBus, bridge: MqttBridge) -> None:
     bus.subscribe(ev.Transcript, lambda e: _transcript(bridge, e))
     bus.subscribe(ev.ResponseDone, lambda e: _response_done(bridge, e))
     bus.subscribe(ev.SpeechEnded, lambda e: _speech_ended(bridge, e))
+    bus.subscribe(ev.CascadeUsage, lambda e: bridge.publish_event("cascade_usage", _usage(e)))
     bus.subscribe(ev.Fallback, lambda e: bridge.publish_event("fallback", {"reason": e.reason}))
     bus.subscribe(ev.RealtimeError, lambda e: bridge.publish_event("error", {"code": e.code, "message": e.message}))
     bus.subscribe(ev.Error, lambda e: bridge.publish_event("error", {"code": e.code, "message": e.message}))
@@ -60,6 +61,10 @@ def _transcript(bridge: MqttBridge, event: ev.Transcript) -> None:
 def _response_done(bridge: MqttBridge, event: ev.ResponseDone) -> None:
     bridge.publish_event("response_done", {"status": event.status, "usage": event.usage, "cost": event.cost_usd})
     bridge.publish_last_cost(event.cost_usd)
+
+
+def _usage(event: ev.CascadeUsage) -> dict[str, Any]:
+    return {k: v for k, v in event.data().items() if v is not None}
 
 
 def _tool_action(bridge: MqttBridge, tool: ToolSettings) -> Callable[[str, dict[str, Any]], Awaitable[str]]:

@@ -293,3 +293,39 @@ class ResponseDone(Event):
     status: str
     usage: dict[str, Any]
     cost_usd: float
+
+
+# --- the cascade backend (speech-to-text → chat model → voice) -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeRequest(Event):
+    """A cascade stage sent a request (`stage` stt, llm or tts) to `url`: the privacy tests watch these."""
+
+    NAME: ClassVar[str] = "cascade_request"
+    stage: Literal["stt", "llm", "tts"]
+    model: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeFirst(Event):
+    """A stage's first result (transcript, answer token, speech audio) came `ms` after its request."""
+
+    NAME: ClassVar[str] = "cascade_first"
+    stage: Literal["stt", "llm", "tts"]
+    ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeUsage(Event):
+    """What one stage used for one request and its estimated cost (priced from [cost])."""
+
+    NAME: ClassVar[str] = "cascade_usage"
+    stage: Literal["stt", "llm", "tts"]
+    model: str
+    cost_usd: float
+    audio_s: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    characters: int | None = None
