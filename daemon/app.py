@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from daemon.answer.cloud import CloudResponder
+from daemon.answer.realtime.responder import RealtimeResponder
 from daemon.answer.responder import ChimeResponder, Responder
 from daemon.answer.tools import ToolRegistry
 from daemon.answer.voice import LocalVoice, VoiceError
@@ -120,13 +120,13 @@ def make_responder(
     settings: Settings, secrets: Secrets, bus: EventBus, voice: LocalVoice | None, tools: ToolRegistry
 ) -> Responder:
     """The model backend (conversation.backend) answers; the local voice answers whenever it cannot:
-    "realtime" = the Realtime API (daemon.answer.cloud), "cascade" = speech-to-text → chat model → voice
+    "realtime" = the Realtime API (daemon.answer.realtime.responder), "cascade" = speech-to-text → chat model → voice
     through OpenAI-compatible servers (daemon.answer.cascade)."""
     if settings.conversation.backend == "cascade":
         from daemon.answer.cascade.responder import CascadeResponder
 
         return CascadeResponder(settings, secrets, bus, voice, tools)
-    return CloudResponder(settings, secrets, bus, voice, tools)
+    return RealtimeResponder(settings, secrets, bus, voice, tools)
 
 
 async def _local_voice(settings: Settings) -> LocalVoice | None:

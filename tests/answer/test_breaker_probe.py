@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemon.answer.cloud import CloudResponder
+from daemon.answer.realtime.responder import RealtimeResponder
 from daemon.config.settings import Secrets, Settings
 from daemon.observe import events as ev
 from daemon.observe.bus import EventBus
@@ -33,7 +33,7 @@ def speech16k(ms: int) -> bytes:
 @pytest.fixture
 async def responder(
     realtime_server: ThreadedRealtimeServer, tmp_path: Path
-) -> AsyncIterator[tuple[CloudResponder, list[ev.Event]]]:
+) -> AsyncIterator[tuple[RealtimeResponder, list[ev.Event]]]:
     settings = Settings.model_validate(
         {
             "realtime": {
@@ -49,14 +49,14 @@ async def responder(
     bus = EventBus()
     seen: list[ev.Event] = []
     bus.subscribe_all(seen.append)
-    cloud = CloudResponder(settings, Secrets(openai_api_key=API_KEY), bus, voice=None)
+    cloud = RealtimeResponder(settings, Secrets(openai_api_key=API_KEY), bus, voice=None)
     try:
         yield cloud, seen
     finally:
         await cloud.aclose()
 
 
-async def ask(cloud: CloudResponder) -> tuple[float, int]:
+async def ask(cloud: RealtimeResponder) -> tuple[float, int]:
     """One spoken request; returns (seconds until the answer ended, answer audio bytes)."""
     cloud.prepare()
     for i in range(0, 32000, 2560):
@@ -73,7 +73,7 @@ def fallbacks(seen: list[ev.Event]) -> list[str]:
 
 
 async def test_a_stalling_cloud_keeps_the_breaker_open_until_it_answers_again(
-    realtime_server: ThreadedRealtimeServer, responder: tuple[CloudResponder, list[ev.Event]]
+    realtime_server: ThreadedRealtimeServer, responder: tuple[RealtimeResponder, list[ev.Event]]
 ) -> None:
     cloud, seen = responder
     realtime_server.faults.stall = "first"  # connects, takes the request, never answers

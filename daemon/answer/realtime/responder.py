@@ -1,4 +1,4 @@
-"""The cloud responder: the Realtime model answers; the local Piper voice answers when it cannot.
+"""The Realtime responder: the Realtime model answers; the local Piper voice answers when it cannot.
 
 Why one place: every way the cloud can fail (no key, refused, 401, dropped, stalled, over budget, breaker
 open) ends the same way for the user — a short spoken sentence instead of silence — and every one is a
@@ -36,10 +36,10 @@ from daemon.observe.bus import EventBus
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NOT_OUTAGES", "CloudResponder"]
+__all__ = ["NOT_OUTAGES", "RealtimeResponder"]
 
 
-class CloudResponder:
+class RealtimeResponder:
     """Responder (see daemon.answer.responder) backed by the Realtime API, with the local voice as fallback."""
 
     def __init__(
