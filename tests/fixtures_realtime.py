@@ -66,6 +66,7 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0, what
 async def make_client() -> AsyncIterator[Callable[..., tuple[RealtimeClient, TraceLog]]]:
     """`make_client(url, api_key=..., cost=CostSettings(), tools=ToolRegistry(), **realtime_settings)`."""
     clients: list[RealtimeClient] = []
+    logs: list[TraceLog] = []
 
     def make(
         url: str,
@@ -84,8 +85,11 @@ async def make_client() -> AsyncIterator[Callable[..., tuple[RealtimeClient, Tra
             tlog.bus,
         )
         clients.append(client)
+        logs.append(tlog)
         return client, tlog
 
     yield make
     for client in clients:
         await client.close()
+    for tlog in logs:  # every error a person may see says what happened
+        assert all(r["message"] for r in tlog.events("realtime_error")), tlog.events("realtime_error")

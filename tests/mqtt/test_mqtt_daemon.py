@@ -139,6 +139,8 @@ async def test_ask_with_a_tool_call_through_mqtt(live: Live) -> None:
     outputs = [i for i in live.server.record.items if i.get("type") == "function_call_output"]
     assert outputs and json.loads(outputs[0]["output"])["state"] == "on"
     assert live.server.record.errors == []
+    asked = [r for r in live.run.events("transcript") if r["role"] == "user"]
+    assert [r["text"] for r in asked] == ["Turn on the kitchen lights"]  # recorded once, not twice
 
 
 async def _until(pred, what: str, timeout_s: float = 10.0) -> None:

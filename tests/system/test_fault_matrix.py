@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -161,6 +162,9 @@ async def test_cloud_fault_is_answered_and_mqtt_settles(
             assert len(run.events("response_done")) == 1
         await settled(probe, "state", "idle")
         await settled(probe, "availability", "online")
+        errors = [json.loads(m.text) for m in probe.on(f"{BASE}/event") if json.loads(m.text)["event"] == "error"]
+        if reasons:  # every cloud error reaches MQTT with its code and a message a person can act on
+            assert errors and all(e["code"] and e["message"] for e in errors), errors
     await settled(probe, "availability", "offline")
 
 
@@ -321,6 +325,7 @@ async def test_sigterm_mid_answer_exits_cleanly(rig: Rig, one_turn: Path, child:
         pytest.fail("hark run did not exit within 2 s of SIGTERM")
     assert code == 0, proc.communicate()[1][-2000:]
     await settled(probe, "availability", "offline", timeout_s=5)
+    await settled(probe, "state", "idle", timeout_s=5)  # a dashboard must not show a speaker still talking
     await wait_until(lambda: realtime_server.open_sessions == 0, 5.0, "the server to see the websocket close")
 
 
