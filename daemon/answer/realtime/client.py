@@ -538,7 +538,10 @@ class RealtimeClient:
             self._outbox.get_nowait()
         if conn_was_active and (self._state in IN_TURN or not self._no_response.is_set()):
             fr = FallbackReason.EXPIRED if reason == "expired" else FallbackReason.DROPPED
-            self._finish(Failure(fr, reason, f"the Realtime connection ended mid-turn ({reason})"))
+            detail = f"the Realtime connection ended mid-turn ({reason})"
+            if fr is FallbackReason.DROPPED:  # an expiry was already reported when the server announced it
+                self._bus.publish(ev.RealtimeError(reason, detail, reason=fr.value))
+            self._finish(Failure(fr, reason, detail))
         self._end_turn()
         self._set(SessionState.CLOSED)
         self._no_response.set()
