@@ -21,6 +21,7 @@ from daemon.audio.frames import AudioChunk
 from daemon.config.settings import FallbackMessages, FallbackSettings
 from daemon.observe import events as ev
 from daemon.observe.bus import EventBus
+from daemon.system import tasks
 from daemon.system.backoff import delays
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ class CloudProber:
 
     def start(self) -> None:
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="hark-cloud-prober")
+            self._task = tasks.spawn(self._run(), "hark-cloud-prober")
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -28,6 +28,7 @@ from daemon.audio.resample import StreamResampler, to_mono16
 from daemon.config.settings import AudioSettings
 from daemon.observe.bus import EventBus
 from daemon.observe.events import DeviceLostEvent, DeviceRestoredEvent, PlaybackStarted, PlaybackStopped
+from daemon.system import tasks
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +297,7 @@ class WavSink(AudioSink):
         wf.setframerate(WAV_RATE_HZ)
         self._wav = wf
         if self.realtime_pace:
-            self._clock = asyncio.create_task(self._run_clock(), name="hark-wav-sink")
+            self._clock = tasks.spawn(self._run_clock(), "hark-wav-sink")
 
     def _kick(self) -> None:
         if not self.realtime_pace:
@@ -368,7 +369,7 @@ class PyAudioSink(AudioSink):
         """Open the device and wait (bounded) until it consumes audio steadily; if it is not there yet,
         playback starts whenever it appears (logged)."""
         await super().start()
-        self._task = asyncio.create_task(self._keeper.run(), name="hark-playback")
+        self._task = tasks.spawn(self._keeper.run(), "hark-playback")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._up.wait(), timeout_s)
 

@@ -33,6 +33,7 @@ from daemon.audio.resample import StreamResampler, iter_wav_mono16, open_wav, to
 from daemon.config.settings import AudioSettings
 from daemon.observe.bus import EventBus
 from daemon.observe.events import DeviceLostEvent, DeviceRestoredEvent
+from daemon.system import tasks
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ class PyAudioSource(AudioSource):
     async def __anext__(self) -> SourceItem:
         if self._task is None and not self._closed:
             self._loop = asyncio.get_running_loop()
-            self._task = asyncio.create_task(self._keeper.run(), name="hark-capture")
+            self._task = tasks.spawn(self._keeper.run(), "hark-capture")
         while True:
             if self._events:
                 return self._events.popleft()

@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import IO, Any
 
+from daemon.system import tasks
+
 log = logging.getLogger(__name__)
 
 # --- sd_notify ----------------------------------------------------------------------------------------------
@@ -88,7 +90,7 @@ class Watchdog:
         if not self.enabled or self._task is not None:
             return
         log.info("watchdog on: pinging systemd every %.1f s while audio flows", self.interval_s / 2)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="hark-watchdog")
+        self._task = tasks.spawn(self._run(), "hark-watchdog")
 
     async def stop(self) -> None:
         task, self._task = self._task, None

@@ -270,9 +270,9 @@ class RealtimeClient:
         self._set(SessionState.READY)
         self._touch()
         self._tasks = [
-            asyncio.create_task(self._read_loop(conn), name="realtime-read"),
-            asyncio.create_task(self._send_loop(conn), name="realtime-send"),
-            asyncio.create_task(self._idle_loop(conn), name="realtime-idle"),
+            tasks.spawn(self._read_loop(conn), "realtime-read"),
+            tasks.spawn(self._send_loop(conn), "realtime-send"),
+            tasks.spawn(self._idle_loop(conn), "realtime-idle"),
         ]
 
     async def close(self) -> None:
