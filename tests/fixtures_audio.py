@@ -6,6 +6,7 @@ also the default source). "speaker" is a null sink the daemon plays into; tests 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -48,6 +49,24 @@ class Recording:
             stderr=subprocess.PIPE,
             env=rig.env,
         )
+
+    def recorded_s(self) -> float:
+        return self.path.stat().st_size / (RIG_RATE_HZ * 2)
+
+    async def started(self, timeout_s: float = 10.0) -> None:
+        """Wait until parecord really captures (its first bytes reached the file): a condition, not a warm-up
+        sleep. The monitor of a null sink delivers silence continuously, so bytes flow at once when it runs."""
+        await self.more(0.02, timeout_s)
+
+    async def more(self, seconds: float, timeout_s: float = 10.0) -> None:
+        """Wait until `seconds` more audio were recorded from now on: the tail of what was just played is in."""
+        want = self.recorded_s() + seconds
+        deadline = time.monotonic() + timeout_s
+        while self.recorded_s() < want:
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                err = self._proc.stderr.read().decode() if self._proc.stderr and self._proc.poll() is not None else ""
+                raise AssertionError(f"parecord recorded {self.recorded_s():.2f} s, wanted {want:.2f} s {err}")
+            await asyncio.sleep(0.01)
 
     def stop(self) -> np.ndarray:
         self._proc.terminate()
@@ -93,6 +112,21 @@ class PulseRig:
         """How many clients are capturing from any source (0 = nobody holds a microphone open)."""
         lines = self.pactl("list", "short", "source-outputs").splitlines()
         return len([ln for ln in lines if ln.strip()])
+
+    def mic_streams(self) -> int:
+        """How many clients capture the mic (mic.monitor) itself; a recording of the speaker does not count."""
+        sources = [ln.split("\t") for ln in self.pactl("list", "short", "sources").splitlines()]
+        mic = next((f[0] for f in sources if len(f) > 1 and f[1] == "mic.monitor"), None)
+        outputs = [ln.split("\t") for ln in self.pactl("list", "short", "source-outputs").splitlines()]
+        return len([f for f in outputs if len(f) > 1 and f[1] == mic])  # index, source, client, ...
+
+    async def mic_opened(self, timeout_s: float = 30.0) -> None:
+        """Wait until the daemon holds the mic open (a condition, not a warm-up sleep). Capture then starts
+        ~275 ms later, so the clip played next should begin with ≥ 1 s of silence."""
+        deadline = time.monotonic() + timeout_s
+        while self.mic_streams() == 0:
+            assert time.monotonic() < deadline, f"nobody opened the mic within {timeout_s} s"
+            await asyncio.sleep(0.05)
 
     def unplug(self, sinks: tuple[str, ...] = ("mic", "speaker")) -> None:
         """Pull the "sound card": unload the null sinks. Both by default, because with only "mic" gone

@@ -315,8 +315,9 @@ async def test_session_expired_reconnects_on_next_turn(
     assert realtime_server.record.connections == 2
     # expiry in the middle of a turn fails that turn with reason "expired"
     realtime_server.replies.append(Reply(audio=tone(3000)))
+    answers = len(tlog.events("first_delta"))
     await client.ask("long one")
-    await asyncio.sleep(0.2)
+    await wait_until(lambda: len(tlog.events("first_delta")) > answers, what="the answer to start")  # mid-turn
     await asyncio.to_thread(realtime_server.expire_all)
     events = await collect(client)
     assert isinstance(events[-1], Failure) and events[-1].reason is FallbackReason.EXPIRED

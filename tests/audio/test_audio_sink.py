@@ -58,13 +58,13 @@ async def speaker(pulse_rig: PulseRig) -> Any:
 async def test_played_tone_reaches_the_speaker(pulse_rig: PulseRig, speaker: Any, tmp_path: Path) -> None:
     sink, events = speaker
     rec = pulse_rig.record_speaker(tmp_path / "rec.raw")
-    await asyncio.sleep(0.5)
+    await rec.started()
     sink.begin()
     for c in chunks(440, 1.0, 22_050):  # Piper's rate: resampled to the device's 24 kHz
         sink.write(c)
     played_ms = await asyncio.wait_for(sink.drain(), 10)
     assert not sink.playing
-    await asyncio.sleep(0.5)
+    await rec.more(0.5)  # the tail of the tone and some silence after it
     got = rec.stop()
     start, end = active_span(got, 16_000, 2000)
     assert end - start == pytest.approx(1.0, abs=0.1)
@@ -80,7 +80,7 @@ async def test_played_tone_reaches_the_speaker(pulse_rig: PulseRig, speaker: Any
 async def test_stop_silences_at_once_and_reports_played_ms(pulse_rig: PulseRig, speaker: Any, tmp_path: Path) -> None:
     sink, events = speaker
     rec = pulse_rig.record_speaker(tmp_path / "rec.raw")
-    await asyncio.sleep(0.5)
+    await rec.started()
     sink.begin()
     for c in chunks(440, 5.0, 24_000):  # 5 s queued at once, as a streamed answer would be
         sink.write(c)
@@ -90,7 +90,7 @@ async def test_stop_silences_at_once_and_reports_played_ms(pulse_rig: PulseRig, 
     played_ms = sink.stop()
     assert not sink.playing
     assert await asyncio.wait_for(drained, 2) == played_ms  # a waiting drain() returns at once
-    await asyncio.sleep(0.8)
+    await rec.more(0.8)  # long enough to hear audio that would (wrongly) go on after stop()
     got = rec.stop()
     start, end = active_span(got, 16_000, 2000)
     assert 300 < played_ms < 4000  # stopped well before the 5 s end
@@ -109,11 +109,11 @@ async def test_volume_scales_what_is_heard(pulse_rig: PulseRig, speaker: Any, tm
     for volume in (100, 30):
         sink.volume = volume
         rec = pulse_rig.record_speaker(tmp_path / f"rec{volume}.raw")
-        await asyncio.sleep(0.4)
+        await rec.started()
         for c in chunks(440, 0.6, 24_000):
             sink.write(c)
         await asyncio.wait_for(sink.drain(), 10)
-        await asyncio.sleep(0.3)
+        await rec.more(0.3)
         got = rec.stop()
         start, end = active_span(got, 16_000, 500)
         levels[volume] = rms(got[int((start + 0.1) * 16_000) : int((end - 0.1) * 16_000)])
@@ -132,7 +132,7 @@ async def test_output_device_loss_drops_audio_and_recovers(pulse_rig: PulseRig, 
     sink, events = speaker
     for c in chunks(440, 3.0, 24_000):
         sink.write(c)
-    await asyncio.sleep(0.5)
+    await _until(lambda: any(e["event"] == "playback_started" for e in events), 10)  # unplugged mid-stream
     pulse_rig.unplug()
     try:
         await _until(lambda: any(e["event"] == "device_lost" for e in events), 15)
@@ -214,7 +214,13 @@ async def test_jitter_buffer_holds_playback_until_enough_is_queued(tmp_path: Pat
     await sink.start()
     sink.begin()
     sink.write(chunks(440, 0.1, 24_000, chunk_ms=100)[0])  # 100 ms < 200 ms buffer: not started
-    await asyncio.sleep(0.3)
+    # The marker: a twin sink without a jitter buffer, started later on the same loop, plays the same 100 ms
+    # through its own real-time clock. Our sink's clock ticked at least as often meanwhile, and did not start.
+    twin = WavSink(tmp_path / "twin.wav", EventBus(), buffer_ms=0, realtime_pace=True)
+    await twin.start()
+    twin.write(chunks(440, 0.1, 24_000, chunk_ms=100)[0])
+    assert await asyncio.wait_for(twin.drain(), 5) == 100
+    await twin.aclose()
     assert not any(e["event"] == "playback_started" for e in events)
     assert await asyncio.wait_for(sink.drain(), 5) == 100  # drain() = the stream is complete: play it
     assert [e["event"] for e in events] == ["playback_started", "playback_stopped"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import time
 from collections.abc import Callable
@@ -109,7 +110,10 @@ async def test_wav_source_pause_without_pacing_holds_position(tmp_path: Path) ->
     first = await anext_item(source)
     source.pause()
     pending = asyncio.ensure_future(anext_item(source))
-    await asyncio.sleep(0.2)
+    # The marker: an unpaused twin of the same file, asked later, yields through the same steps; had the
+    # paused source not blocked, its frame (asked first) would be there by then.
+    marker = asyncio.ensure_future(anext_item(WavSource(path, realtime_pace=False)))
+    assert isinstance(await asyncio.wait_for(marker, 5), AudioFrame)
     assert not pending.done(), "a paused source must not yield"
     source.resume()
     second = await asyncio.wait_for(pending, 5)
@@ -230,7 +234,10 @@ async def _next_of(source: PyAudioSource, kind: type, limit_s: float) -> SourceI
     return await asyncio.wait_for(run(), limit_s)
 
 
-async def test_unplugged_device_is_reported_and_comes_back(pulse_rig: PulseRig, speech_wav: Path) -> None:
+async def test_unplugged_device_is_reported_and_comes_back(
+    pulse_rig: PulseRig, speech_wav: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="daemon.audio.devices")
     events: list[dict[str, object]] = []
     trace = record_into(EventBus(), events.append)
     source = PyAudioSource("hark_mic", trace, reopen_min_s=0.2, reopen_max_s=1.0)
@@ -240,7 +247,8 @@ async def test_unplugged_device_is_reported_and_comes_back(pulse_rig: PulseRig, 
         try:
             lost = await _next_of(source, DeviceLost, 15)
             assert "hark_mic" in lost.detail  # type: ignore[union-attr]
-            await asyncio.sleep(2.0)  # several failed reopens: still no exception, no second DeviceLost
+            # several failed reopens (counted in the keeper's log): still no exception, no second DeviceLost
+            await _until(lambda: caplog.text.count("still unavailable") >= 3, 20, "no failed reopen was logged")
         finally:
             pulse_rig.replug()
         after: list[SourceItem] = []

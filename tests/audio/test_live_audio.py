@@ -32,7 +32,7 @@ async def test_spoken_request_through_the_rig_is_answered_on_the_speaker(
     task = asyncio.create_task(daemon.assistant.run())
     recording = pulse_rig.record_speaker(tmp_path / "speaker.raw")
     try:
-        await asyncio.sleep(1.0)  # capture starts ~0.3 s after the stream opens
+        await pulse_rig.mic_opened()  # the clip's leading second of silence covers capture's start-up
         player = pulse_rig.start_play_into_mic(speech.wav(clip, "live-1"))
         await wait_for_event(run, "playback_stopped", timeout_s=30, reason="drained")
         await wait_for_event(run, "state", timeout_s=10, to="idle")

@@ -26,6 +26,14 @@ def is_text(value: str) -> Any:
     return lambda m: m.text == value
 
 
+async def bridge_marker(probe: MqttProbe, base: str = BASE) -> None:
+    """Send a bad command and wait for the bridge's error event about it: a marker that the bridge has handled
+    (and published the results of) every message sent to it before. Absence is then checked after it."""
+    marker = f"{base}/cmd/marker-{time.monotonic_ns()}"
+    probe.publish(marker, "x")
+    await probe.wait_for(f"{base}/event", lambda m: marker in m.text)
+
+
 async def connected_probe(mqtt_probe: Any, broker: Broker, *topics: str) -> MqttProbe:
     probe: MqttProbe = mqtt_probe(broker.port)
     for t in topics or (f"{BASE}/#",):
@@ -185,7 +193,7 @@ async def test_broker_down_at_start_does_not_block_and_connects_later(
     assert time.monotonic() - t0 < 1.0, "start() must not wait for the broker"
     bridge.publish_state("processing")  # offline: remembered, not queued
     bridge.publish_event("wake_detected", {"model": "alexa", "score": 0.9})  # offline: dropped
-    await asyncio.sleep(1.5)
+    await refuse_connections(port, attempts=2)  # the bridge really tried (and failed) before the broker came
     assert not bridge.connected
     conf = f"persistence false\nuser root\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
     broker = Broker(tmp_path, conf, [port])
@@ -194,11 +202,33 @@ async def test_broker_down_at_start_does_not_block_and_connects_later(
         probe = await connected_probe(mqtt_probe, broker)
         msg = await probe.wait_for(f"{BASE}/state", is_text("processing"), timeout_s=20)
         assert msg.retain or msg.text == "processing"
-        assert probe.on(f"{BASE}/event") == []
+        bridge.publish_event("marker", {})  # published after the dropped one: if that were queued, it came first
+        await probe.wait_for(f"{BASE}/event", lambda m: json.loads(m.payload)["event"] == "marker")
+        assert [json.loads(m.payload)["event"] for m in probe.on(f"{BASE}/event")] == ["marker"]
         assert bridge.dropped_events >= 1
     finally:
         await bridge.stop()
         broker.stop()
+
+
+async def refuse_connections(port: int, attempts: int, timeout_s: float = 20.0) -> None:
+    """Listen on `port` and close each connection at once (no MQTT broker there), until `attempts` came in."""
+    came = 0
+    enough = asyncio.Event()
+
+    def on_connect(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal came
+        came += 1
+        writer.close()
+        if came >= attempts:
+            enough.set()
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", port)
+    try:
+        await asyncio.wait_for(enough.wait(), timeout_s)
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 COMMANDS: list[tuple[str, str, tuple[str, tuple[Any, ...]]]] = [
@@ -235,6 +265,8 @@ async def test_group_topics_reach_every_speaker(mosquitto: Broker, mqtt_probe: A
     await hall.wait_for(("say", ("Dinner is ready", False)))
     probe.publish("hark/kitchen/cmd/volume", "10")
     await kitchen.wait_for(("set_volume", (10,)))
+    probe.publish("hark/hall/cmd/volume", "11")  # sent later on the same connection: a marker for the hall
+    await hall.wait_for(("set_volume", (11,)))
     assert ("set_volume", (10,)) not in hall.calls
 
 
@@ -262,9 +294,9 @@ async def test_bad_payloads_become_error_events_and_never_reach_the_controller(
         event = json.loads(msg.payload)
         assert (event["event"], event["code"], event["topic"]) == ("error", "bad_command", topic)
         assert event["message"].startswith(f"{topic}: "), event
-    assert ctl.calls == []
     probe.publish(f"{BASE}/cmd/volume", "55")  # the bridge still answers
     await ctl.wait_for(("set_volume", (55,)))
+    assert ctl.calls == [("set_volume", (55,))]
 
 
 async def test_retained_one_shot_commands_are_not_replayed(
@@ -301,11 +333,11 @@ async def test_controller_failure_is_reported_and_bridge_goes_on(
 
 async def test_home_assistant_birth_republishes_discovery(mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any) -> None:
     topic = "homeassistant/device/hark_testbox/config"
-    probe = await connected_probe(mqtt_probe, mosquitto, f"{BASE}/availability", topic)
+    probe = await connected_probe(mqtt_probe, mosquitto, f"{BASE}/availability", f"{BASE}/event", topic)
     mqtt_bridge(mqtt_settings(mosquitto.port))
     await probe.wait_for(topic)
     probe.publish("homeassistant/status", "offline")
-    await asyncio.sleep(0.3)
+    await bridge_marker(probe)
     assert len(probe.on(topic)) == 1, "HA going offline must not trigger discovery"
     probe.publish("homeassistant/status", "online")
     await probe.wait_for(topic, lambda m: len(probe.on(topic)) >= 2)
@@ -313,13 +345,13 @@ async def test_home_assistant_birth_republishes_discovery(mosquitto: Broker, mqt
 
 
 async def test_discovery_off_and_custom_prefix(mosquitto: Broker, mqtt_probe: Any, mqtt_bridge: Any) -> None:
-    probe = await connected_probe(mqtt_probe, mosquitto, f"{BASE}/availability", "+/device/#")
+    probe = await connected_probe(mqtt_probe, mosquitto, f"{BASE}/availability", f"{BASE}/event", "+/device/#")
     mqtt_bridge(mqtt_settings(mosquitto.port, discovery=False))
     mqtt_bridge(mqtt_settings(mosquitto.port, device_id="other", discovery_prefix="ha"))
     await probe.wait_for("ha/device/hark_other/config")
     await probe.wait_for(f"{BASE}/availability", is_text("online"))
     probe.publish("homeassistant/status", "online")
-    await asyncio.sleep(0.3)
+    await bridge_marker(probe)
     assert not [m for m in probe.messages if "hark_testbox" in m.topic]
 
 

@@ -76,8 +76,8 @@ def events(probe: MqttProbe, name: str) -> list[dict]:
 
 async def test_wake_word_turn_is_visible_over_mqtt(live: Live, pulse_rig: PulseRig, speech: Speech) -> None:
     live.server.server.default_reply = Reply(audio=tone(800))
-    clip = speech.concat([speech.espeak("Hey Jarvis"), speech.espeak("What time is it")], [0.5, 0.4, 1.5])
-    await asyncio.sleep(1.0)
+    clip = speech.concat([speech.espeak("Hey Jarvis"), speech.espeak("What time is it")], [1.0, 0.4, 1.5])
+    await pulse_rig.mic_opened()  # the clip's leading second of silence covers capture's start-up
     player = pulse_rig.start_play_into_mic(speech.wav(clip, "mqtt-turn"))
     for state in ("listening", "processing", "responding"):
         await live.probe.wait_for(f"{BASE}/state", lambda m, s=state: m.text == s)

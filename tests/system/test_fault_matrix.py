@@ -224,8 +224,8 @@ async def test_audio_device_vanishes_and_returns(rig: Rig, pulse_rig: PulseRig, 
         finally:
             pulse_rig.replug()
         await settled(probe, "state", "idle", timeout_s=20)
-        await asyncio.sleep(1.0)  # capture starts ~275 ms after the first read
-        clip = speech.concat([speech.espeak("Hey Jarvis"), speech.espeak("What time is it")], [0.5, 0.4, 1.5])
+        await pulse_rig.mic_opened()  # the clip's leading second of silence covers capture's start-up
+        clip = speech.concat([speech.espeak("Hey Jarvis"), speech.espeak("What time is it")], [1.0, 0.4, 1.5])
         player = pulse_rig.start_play_into_mic(speech.wav(clip, "fault-after-replug"))
         try:
             await wait_for_event(run, "response_done", timeout_s=30)

@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -82,28 +82,47 @@ def test_notify_is_a_quiet_no_op_without_systemd(monkeypatch: pytest.MonkeyPatch
     assert service.status("x") is False
 
 
-async def test_watchdog_pings_only_while_frames_flow(notify_socket: NotifySocket) -> None:
+async def test_watchdog_pings_only_while_frames_flow(
+    notify_socket: NotifySocket, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Counted, not timed: the pinger's own "withholding" warning marks the tick that saw no frame."""
+    caplog.set_level(logging.INFO, logger="daemon.system.service")
     dog = service.Watchdog({"WATCHDOG_USEC": "200000"})  # 0.2 s → a ping check every 0.1 s
     assert dog.enabled and dog.interval_s == pytest.approx(0.2)
     dog.start()
+    stuck = asyncio.Event()
 
-    async def audio_loop(seconds: float) -> None:
-        for _ in range(int(seconds / 0.02)):
+    async def audio_loop() -> None:
+        while not stuck.is_set():
             dog.pet()
             await asyncio.sleep(0.02)
 
+    frames = asyncio.create_task(audio_loop())
     try:
-        await asyncio.wait_for(audio_loop(0.5), 5)
-        pings = [m for m in notify_socket.drain() if m == "WATCHDOG=1"]
-        assert len(pings) >= 2
-        await asyncio.sleep(0.15)  # let a tick that may have seen the last pet() pass
-        notify_socket.drain()
-        await asyncio.sleep(0.6)  # the audio loop is stuck: no more pings, so systemd would restart us
-        assert notify_socket.drain() == []
-        await asyncio.wait_for(audio_loop(0.3), 5)  # frames resume → pings resume
-        await notify_socket.wait_for("WATCHDOG=1", 2)
+        pings: list[str] = []
+        while len(pings) < 3:  # frames flow → pings, however slowly a loaded machine runs the ticks
+            pings += [m for m in await notify_socket.wait_for("WATCHDOG=1", 10) if m == "WATCHDOG=1"]
+        caplog.clear()
+        stuck.set()  # the audio loop is stuck: no more pet()
+        await frames
+        await _until(lambda: "withholding the watchdog ping" in caplog.text, 10)
+        notify_socket.drain()  # every ping sent before that tick is in the socket by now
+        assert dog.tick() is False, "no frame since the withheld tick, yet a ping"
+        assert notify_socket.drain() == [], "pinged with no frame processed: systemd would never restart us"
+        dog.pet()  # frames resume → pings resume
+        await notify_socket.wait_for("WATCHDOG=1", 10)
+        await _until(lambda: "watchdog pings resumed" in caplog.text, 10)
     finally:
+        stuck.set()
+        await frames
         await dog.stop()
+
+
+async def _until(cond: Callable[[], bool], limit_s: float) -> None:
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
 
 
 def test_watchdog_off_without_systemd_or_for_another_pid() -> None:

@@ -6,6 +6,7 @@ executable stub (the unit is otherwise byte-identical), so the check runs withou
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -18,7 +19,16 @@ SYSTEM_UNIT = REPO / "systemd" / "hark.service"
 USER_UNIT = REPO / "systemd" / "hark-user.service"
 EXEC = "/opt/hark/venv/bin/hark"
 
-pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+
+@pytest.fixture(autouse=True)
+def systemd_analyze() -> None:
+    """Skipped on a bare checkout; under scripts/test (HARK_FULL_SUITE=1, which installs it) a missing tool fails."""
+    if shutil.which("systemd-analyze") is not None:
+        return
+    why = "systemd-analyze is not installed (Debian package `systemd`; scripts/bootstrap --test installs it)"
+    if os.environ.get("HARK_FULL_SUITE") == "1":
+        pytest.fail(why, pytrace=False)
+    pytest.skip(why)
 
 
 def analyzable_copy(unit: Path, tmp_path: Path) -> Path:
