@@ -10,8 +10,8 @@ import os
 import platform
 import sys
 
-from daemon.config.files import file_problems
-from daemon.config.models import missing_models, turn_model_problem
+from daemon.cli.files import file_problems
+from daemon.config.models import missing_models, turn_model_path
 from daemon.config.settings import EX_CONFIG, Secrets, Settings
 
 OK, FAIL, WARN = "✓", "✗", "!"
@@ -110,3 +110,21 @@ async def run_checks(settings: Settings, secrets: Secrets) -> int:
     if bad_files:
         return EX_CONFIG
     return 1 if failed else 0
+
+
+def turn_model_problem(settings: Settings) -> str | None:
+    """For `hark check`: why the configured turn model cannot be used (missing, corrupt), None if it can.
+    Loads the model (~0.2 s), because a corrupt file is only found by loading it."""
+    if settings.endpoint.turn_model == "none":
+        return None
+    from daemon.listen.smart_turn import SmartTurn, TurnModelError
+
+    path = turn_model_path(settings.models_dir)
+    try:
+        SmartTurn(path)
+    except TurnModelError as e:
+        return (
+            f'{e} (or set endpoint.turn_model = "none"); until then requests end after '
+            f"{settings.endpoint.end_silence_ms} ms of silence"
+        )
+    return None

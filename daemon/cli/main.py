@@ -14,6 +14,7 @@ import sys
 from typing import NoReturn
 
 from daemon import __version__
+from daemon.cli.files import check_files
 from daemon.config import loader as config_file
 from daemon.config import settings as config
 from daemon.config.settings import ConfigError, Secrets, Settings
@@ -84,7 +85,10 @@ def overrides(args: argparse.Namespace) -> list[str]:
 
 def load_settings(args: argparse.Namespace) -> Settings:
     """`hark check` lists unusable files among its other checks; every other command refuses them at once."""
-    return config_file.load(config_path(args), overrides(args), check_files=args.command != "check")
+    settings = config_file.load(config_path(args), overrides(args))
+    if args.command != "check":
+        check_files(settings)
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,22 +38,14 @@ def default_config_path() -> Path:
     return Path(__file__).resolve().parents[2] / "config.toml"
 
 
-def load(
-    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), *, check_files: bool = True
-) -> Settings:
-    """Read, override and validate; then check every file the settings name (daemon.config.files) unless
-    `check_files` is false (`hark check` lists those problems itself). Raises ConfigError with a message
-    naming key, value and expectation."""
+def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Settings:
+    """Read, override and validate. Raises ConfigError with a message naming key, value and expectation.
+    (Whether the files the settings name are usable is checked by the command that starts: daemon.cli.files.)"""
     path = Path(path) if path is not None else default_config_path()
     raw = _parse_toml(path, _read_text(path))
     for item in overrides:
         apply_override(raw, item)
-    settings = from_dict(raw, source=str(path))
-    if check_files:
-        from daemon.config.files import check_files as check
-
-        check(settings)
-    return settings
+    return from_dict(raw, source=str(path))
 
 
 def _read_text(path: Path) -> str:

@@ -99,7 +99,7 @@ def piper_voice_path(name_or_path: str, models_dir: Path) -> Path:
 def missing_models(settings: Settings) -> list[str]:
     """For `hark check`: one message per fetched model the configuration needs but cannot find (empty = all
     there). Custom wake models and a voice other than the default are checked with the other files the
-    configuration names (daemon.config.files)."""
+    configuration names (daemon.cli.files)."""
     models_dir = settings.models_dir
     found: list[str] = []
     for model in settings.wake.models:
@@ -127,23 +127,5 @@ TURN_MODEL_FILE = "smart-turn-v3.2-cpu.onnx"
 
 def turn_model_path(models_dir: Path) -> Path:
     """Smart Turn v3 (endpoint.turn_model = "smart-turn"); it may be absent: the daemon then ends requests by
-    silence alone, so this does not check (see `turn_model_problem`)."""
+    silence alone, so this does not check (`hark check` does: daemon.cli.check.turn_model_problem)."""
     return models_dir / TURN_DIR / TURN_MODEL_FILE
-
-
-def turn_model_problem(settings: Settings) -> str | None:
-    """For `hark check`: why the configured turn model cannot be used (missing, corrupt), None if it can.
-    Loads the model (~0.2 s), because a corrupt file is only found by loading it."""
-    if settings.endpoint.turn_model == "none":
-        return None
-    from daemon.listen.smart_turn import SmartTurn, TurnModelError
-
-    path = turn_model_path(settings.models_dir)
-    try:
-        SmartTurn(path)
-    except TurnModelError as e:
-        return (
-            f'{e} (or set endpoint.turn_model = "none"); until then requests end after '
-            f"{settings.endpoint.end_silence_ms} ms of silence"
-        )
-    return None

@@ -77,7 +77,6 @@ def test_set_overrides_parse_toml_values_and_reject_nonsense() -> None:
             'wake.models=["alexa", "hey_jarvis"]',
             "fallback.messages.timeout=Too slow",
         ],
-        check_files=False,  # /tmp/a.wav need not exist: this is about reading --set values
     )
     assert s.wake.threshold == 0.6 and s.audio.input == "wav:/tmp/a.wav"
     assert [m.name for m in s.wake.models] == ["alexa", "hey_jarvis"]

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from daemon.audio.frames import INPUT_RATE_HZ
-from daemon.config.models import turn_model_path, turn_model_problem
+from daemon.cli.check import turn_model_problem
+from daemon.config.models import turn_model_path
 from daemon.config.settings import EndpointSettings, Settings
 from daemon.listen.endpoint import Endpointer
 from daemon.listen.smart_turn import SmartTurn

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.cli.files import check_files
 from daemon.config import loader as config_file
 from daemon.config.settings import ConfigError, Settings
 
@@ -47,7 +48,9 @@ def files(tmp_path: Path, models_dir: Path) -> Path:
 
 
 def load(files: Path, *overrides: str) -> Settings:
-    return config_file.load(files / "config.toml", [f"paths.models={str(files / 'models')!r}", *overrides])
+    settings = config_file.load(files / "config.toml", [f"paths.models={str(files / 'models')!r}", *overrides])
+    check_files(settings)
+    return settings
 
 
 def problem(files: Path, *overrides: str) -> str:
@@ -184,7 +187,7 @@ def test_a_relative_wake_model_is_also_found_in_the_models_folder(files: Path) -
 def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_bytes(b"\xef\xbb\xbf[audio]\nvolume = 33\n")
-    assert config_file.load(path, check_files=False).audio.volume == 33
+    assert config_file.load(path).audio.volume == 33
 
 
 @pytest.mark.parametrize(
@@ -205,14 +208,14 @@ def test_odd_config_files_are_named_not_tracebacks(tmp_path: Path, content: byte
     path = tmp_path / "config.toml"
     path.write_bytes(content)
     with pytest.raises(ConfigError) as err:
-        config_file.load(path, check_files=False)
+        config_file.load(path)
     assert expected in str(err.value)
     assert len(str(err.value)) < 1000  # a 10 KB value is cut short in the message
 
 
 def test_an_empty_config_file_is_the_defaults(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("")
-    assert config_file.load(tmp_path / "config.toml", check_files=False) == Settings()
+    assert config_file.load(tmp_path / "config.toml") == Settings()
 
 
 @pytest.mark.parametrize(
