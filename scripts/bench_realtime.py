@@ -75,6 +75,7 @@ async def one_rep(wav: Path, ends: tuple[list[int], int], models: Path, url: str
             audio={"realtime_pace": True, "output_buffer_ms": buffer_ms},
             realtime={"url": url},
             fallback={"load": "lazy"},
+            endpoint={"turn_model": "none"},  # the fixed-silence rule: scripts/bench_turn.py measures the model
         )
         daemon, run = await start(settings, api_key=API_KEY)
         try:
@@ -195,7 +196,8 @@ async def bench(args: argparse.Namespace, reps: int) -> None:
     n = sum(len(v) for v in results.values())
     print(
         f"{n} runs ({reps} per buffer size, interleaved), 2 turns each; server first-delta delay "
-        f"{args.first_delta_ms} ms, 20 ms chunks; end_silence_ms={EndpointSettings().end_silence_ms}; medians (max)\n"
+        f"{args.first_delta_ms} ms, 20 ms chunks; turn_model=none, end_silence_ms={EndpointSettings().end_silence_ms}; "
+        "medians (max)\n"
     )
     print("| measure | median (max) | target |\n|---|---|---|")
     for label, value, target in rows(results, EndpointSettings().end_silence_ms, default_buffer):
