@@ -111,9 +111,15 @@ async def build(
 
 def make_responder(
     settings: Settings, secrets: Secrets, bus: EventBus, voice: LocalVoice | None, tools: ToolRegistry
-) -> CloudResponder:
-    """The Realtime model answers; the local voice answers whenever it cannot (see daemon.answer.cloud)."""
-    return CloudResponder(settings, secrets, bus, voice, tools)
+) -> Responder:
+    """The Realtime model answers; the local voice answers whenever it cannot (see daemon.answer.cloud).
+    With commands.local on, declared commands are understood on the device too (see daemon.intents)."""
+    cloud = CloudResponder(settings, secrets, bus, voice, tools)
+    if settings.commands.local == "off" or not settings.commands.intents:
+        return cloud
+    from daemon.intents.responder import CommandResponder  # pocketsphinx and hassil only when used
+
+    return CommandResponder(settings.commands, cloud, tools, voice, bus)
 
 
 async def _local_voice(settings: Settings) -> LocalVoice | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 from daemon.answer.budget import DailyCost
 from daemon.answer.fallback import CircuitBreaker, CloudProber, message_for
@@ -69,6 +69,9 @@ class CloudResponder:
         self.prober = CloudProber(self.breaker, lambda: self.client.probe(probe_s), probe_timeout_s=probe_s + 1.0)
         self.breaker.add_listener(lambda state: self.bus.publish(ev.BreakerChanged(state)))
         self._opening: asyncio.Task[FallbackReason | None] | None = None
+        self.instead_of_apology: Callable[[FallbackReason], Awaitable[AsyncIterator[AudioChunk] | None]] | None = None
+        """Asked before every apology (daemon.intents, commands.local = "offline"): an answer of its own for
+        this turn (a declared command carried out on the device), or None to apologize as usual."""
 
     # --- capture side -------------------------------------------------------------------------------------
 
@@ -183,6 +186,12 @@ class CloudResponder:
             self.prober.start()
 
     async def _fallback(self, reason: FallbackReason) -> AsyncGenerator[AudioChunk, None]:
+        if self.instead_of_apology is not None:
+            instead = await self.instead_of_apology(reason)
+            if instead is not None:
+                async for chunk in instead:
+                    yield chunk
+                return
         text = message_for(reason, self.settings.fallback.messages)
         self.bus.publish(ev.Fallback(reason.value, text))
         if self.voice is None:

@@ -53,10 +53,17 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] 
 def from_dict(raw: dict[str, Any], source: str = "config") -> Settings:
     _reject_secrets(raw, ())
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as e:
         lines = [format_error(err, raw) for err in e.errors()]
         raise ConfigError(f"{source}: invalid configuration:\n  " + "\n  ".join(lines)) from None
+    if settings.commands.intents or settings.commands.local != "off":
+        from daemon.intents.spec import problems  # hassil is only loaded when commands are declared
+
+        lines = problems(settings)
+        if lines:
+            raise ConfigError(f"{source}: invalid configuration:\n  " + "\n  ".join(lines))
+    return settings
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
