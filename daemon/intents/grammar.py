@@ -15,7 +15,7 @@ from hassil.expression import Alternative, Expression, ListReference, Permutatio
 
 from daemon.intents.spec import CommandBook
 
-WORD = re.compile(r"[a-z][a-z']*")
+WORD = re.compile(r"[a-z0-9][a-z0-9']*")
 
 
 def words(text: str) -> list[str]:
