@@ -33,6 +33,9 @@ from daemon.observe.bus import EventBus
 log = logging.getLogger(__name__)
 
 FAILED = "Sorry, that didn't work."
+LEAD_MS = 450
+"""Audio kept before the endpointer's start of speech (it fires ~120 ms in; the rest is margin): what
+came before, the tail of the wake word included, is not part of the command."""
 
 
 class CommandResponder:
@@ -59,7 +62,10 @@ class CommandResponder:
         self._held = False
         self._typed: str | None = None
         self._decided: Recognition | None = None
+        self._speech_from = 0
+        """Byte offset in the turn's audio where the request's speech (minus LEAD_MS) begins."""
         inner.instead_of_apology = self._instead_of_apology
+        bus.subscribe(ev.SpeechStarted, self._on_speech_started)
 
     async def ready(self) -> Recognizer | None:
         """The loaded recognizer, or None when it could not be built (logged once; commands are then off)."""
@@ -78,8 +84,14 @@ class CommandResponder:
         self._held = self.cfg.local == "first"
         self.inner.prepare()
 
+    def _on_speech_started(self, event: ev.SpeechStarted) -> None:
+        # published right after the frame that confirmed it was appended: the buffer ends at that frame
+        size = sum(len(b) for b in self._audio)
+        self._speech_from = max(0, size - LEAD_MS * 32) & ~1
+
     def _new_turn(self, typed: str | None) -> None:
         self._audio.clear()
+        self._speech_from = 0
         self._typed = typed
         self._decided = None
 
@@ -129,7 +141,7 @@ class CommandResponder:
         recognizer = await self.ready()
         if recognizer is None:
             return None
-        audio = b"".join(self._audio)
+        audio = b"".join(self._audio)[self._speech_from :]
         loop = asyncio.get_running_loop()
         self._decided = await loop.run_in_executor(self._worker, recognizer.recognize, audio)
         rec = self._decided
