@@ -72,7 +72,15 @@ def main() -> int:
     ap.add_argument("--min-score", type=float, default=None, help="override commands.min_score")
     ap.add_argument("--models", type=Path, default=ROOT / "models")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--e2e", type=int, default=0, help="also N offline turns through the daemon (real Mosquitto)")
+    ap.add_argument("--skip-accuracy", action="store_true")
     args = ap.parse_args()
+    if args.e2e:
+        import asyncio
+
+        asyncio.run(end_to_end(args.e2e, args.models))
+    if args.skip_accuracy:
+        return 0
 
     import hassil  # noqa: F401  (imported before the RSS baseline: the daemon imports them anyway)
     import pocketsphinx  # noqa: F401
@@ -191,6 +199,85 @@ def main() -> int:
             )
         )
     return 0
+
+
+async def end_to_end(turns: int, models: Path) -> None:
+    """Offline turns through the whole daemon, WAV fed at real-time pace: "hey jarvis, <command>" with the
+    Realtime endpoint refused → the tool's publish as a second MQTT client receives it. Two figures: from
+    the endpointer's decision (speech_ended, 700 ms of silence after the last word) and from the last word."""
+    import asyncio
+    import subprocess
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from daemon.config.loader import from_dict
+    from tests.fixtures_mqtt import free_port
+    from tests.harness import merge, start
+    from tests.intents.household import CONFIG, IN_DOMAIN
+    from tests.speech import concat, write_wav
+
+    work = Path(tempfile.mkdtemp(prefix="hark-bench-commands-"))
+    port = free_port()
+    (work / "mosquitto.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    broker = subprocess.Popen(["mosquitto", "-c", str(work / "mosquitto.conf")], stderr=subprocess.DEVNULL)
+    arrivals: list[float] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-probe")
+    client.on_message = lambda _c, _u, _m: arrivals.append(time.monotonic())
+    cache = Path(tempfile.gettempdir()) / "hark-bench-commands"
+    cache.mkdir(exist_ok=True)
+    after_decision: list[float] = []
+    after_words: list[float] = []
+    try:
+        time.sleep(0.3)
+        client.connect("127.0.0.1", port)
+        client.subscribe("home/#")
+        client.loop_start()
+        for i in range(turns):
+            text = IN_DOMAIN[(i * 5) % len(IN_DOMAIN)][0]
+            wake = espeak_wav("Hey Jarvis", cache)
+            clip = concat([wake, piper_wav(text, models, cache)], [0.5, 0.5, 1.5])
+            wav = work / f"turn{i}.wav"
+            write_wav(wav, clip.pcm)
+            tmp = work / f"run{i}"
+            tmp.mkdir()
+            raw = merge(
+                CONFIG,
+                {
+                    "audio": {"input": f"wav:{wav}", "output": f"wav:{tmp / 'out.wav'}", "realtime_pace": True},
+                    "paths": {"models": str(models), "state": str(tmp)},
+                    "chimes": {"wake": "", "done": "", "error": ""},
+                    "conversation": {"followup_seconds": 0},
+                    "realtime": {"transcription_model": "", "url": f"ws://127.0.0.1:{free_port()}/v1"},
+                    "mqtt": {"host": "127.0.0.1", "port": port, "device_id": "bench"},
+                },
+            )
+            daemon, run = await start(from_dict(raw), api_key="sk-bench")
+            await asyncio.sleep(1.0)  # the bridge connects and the recognizer loads before the WAV starts
+            arrivals.clear()
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(daemon.assistant.run(), 60)
+            finally:
+                await daemon.aclose()
+            ended = [r for r in run.records if r["event"] == "speech_ended"]
+            if not arrivals or not ended:
+                print(f"  e2e turn {i} ({text!r}): no publish")
+                continue
+            after_decision.append(1000 * (arrivals[0] - ended[0]["t"]))
+            last_word_s = clip.spans[-1].end / RATE
+            after_words.append(1000 * (arrivals[0] - started) - 1000 * last_word_s)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        broker.terminate()
+        broker.wait(timeout=5)
+    if after_decision:
+        print(
+            f"end to end, {len(after_decision)}/{turns} offline turns: speech_ended → MQTT publish median "
+            f"{statistics.median(after_decision):.0f} ms (max {max(after_decision):.0f}); last word → publish "
+            f"median {statistics.median(after_words):.0f} ms (includes endpoint.end_silence_ms)"
+        )
 
 
 if __name__ == "__main__":

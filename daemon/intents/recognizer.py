@@ -15,6 +15,7 @@ The decoder is not thread-safe and decoding blocks: `Recognizer` is used from on
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 import math
@@ -116,6 +117,7 @@ class Recognizer:
             cmn="batch",
             loglevel="FATAL",
         )
+        self._phone_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hark-commands-phones")
         self.load_s = time.monotonic() - t0
         log.info("local commands: %d intents, recognizer ready in %.2f s", len(book.by_name), self.load_s)
 
@@ -124,23 +126,31 @@ class Recognizer:
         t0 = time.monotonic()
         if len(pcm16k) < 3200:  # under 100 ms: nothing to decode
             return Recognition(None, "", 0.0, 0.0, 0.0, "no audio")
+        # the phone loop runs in a second thread, beside the grammar search: the decision then costs the
+        # longer of the two, not their sum (pocketsphinx releases the GIL while it decodes)
+        phones = self._phone_thread.submit(_decode, self._phones, pcm16k)
         segs = _decode(self._decoder, pcm16k)
         words = [s for s in segs if s.word not in FILLERS]
         text = " ".join(s.word.split("(", 1)[0] for s in words)
         command = self.book.match(text) if text else None
         if command is None:
+            phones.result()  # the phone decoder must be idle before the next request
             why = "not a whole declared sentence" if text else "no sentence fits"
             return Recognition(None, text, 0.0, 0.0, _ms(t0), why)
         # the sentence against a free phone loop on the same audio: speech that is not this sentence is
         # fitted far better by some other phone sequence than by the grammar's best path
         speech_frames = sum(s.end_frame - s.start_frame + 1 for s in words)
-        ratio = _log_score(segs) - _log_score(_decode(self._phones, pcm16k))
+        ratio = _log_score(segs) - _log_score(phones.result())
         score = ratio / max(1, speech_frames)
         confidence = 1.0 / (1.0 + math.exp(-(score - self.min_score)))
         if score < self.min_score:
             why = f"score {score:.2f} < commands.min_score {self.min_score:g}"
             return Recognition(None, text, score, confidence, _ms(t0), why)
         return Recognition(command, text, score, confidence, _ms(t0))
+
+
+    def close(self) -> None:
+        self._phone_thread.shutdown(wait=False, cancel_futures=True)
 
 
 def _decode(decoder: Any, pcm16k: bytes) -> list[Any]:

@@ -190,6 +190,8 @@ class CommandResponder:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+        if self._recognizer.done() and self._recognizer.exception() is None:
+            self._recognizer.result().close()
         self._worker.shutdown(wait=False, cancel_futures=True)
 
 
