@@ -123,3 +123,14 @@ def test_other_speech_is_not_forced_onto_a_command(recognizer: Recognizer, speec
 def test_silence_is_no_command(recognizer: Recognizer) -> None:
     assert recognizer.recognize(bytes(32000)).command is None
     assert recognizer.recognize(b"").why_not == "no audio"
+
+
+def test_the_last_command_sensor_follows_home_assistants_schema() -> None:
+    from tests.mqtt.test_discovery import build, check_component
+
+    comps = build(commands=True).payload["cmps"]
+    sensor = comps["last_command"]
+    check_component("last_command", sensor)
+    assert sensor["stat_t"] == "hark/kitchen/last_command" and sensor["val_tpl"] == "{{ value_json.intent }}"
+    assert sensor["json_attr_t"] == "hark/kitchen/last_command"  # slots, confidence and ms as attributes
+    assert "last_command" not in build().payload["cmps"]  # no sensor when no commands are declared
