@@ -140,7 +140,8 @@ def main() -> int:
         r["acted"] = r["got"] if r["got"] and r["score"] >= min_conf else ""
         r["exact"] = bool(r["want"]) and r["acted"] == r["want"] and r["got_slots"] == r["slots"]
     print(
-        "\n| voice | condition | in-domain exact | in-domain wrong action | out-of-domain acted |\n|---|---|---|---|---|"
+        "\n| voice | condition | in-domain exact | in-domain wrong action | out-of-domain acted |"
+        "\n|---|---|---|---|---|"
     )
     totals: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0, 0, 0, 0])
     for voice in args.voices:
@@ -154,7 +155,8 @@ def main() -> int:
             for k, v in enumerate((exact, len(ind), wrong, acted, len(ood))):
                 totals[condition][k] += v
             print(
-                f"| {voice} | {condition} | {exact}/{len(ind)} ({100 * exact / len(ind):.0f} %) | {wrong} | {acted}/{len(ood)} |"
+                f"| {voice} | {condition} | {exact}/{len(ind)} ({100 * exact / len(ind):.0f} %) | {wrong} "
+                f"| {acted}/{len(ood)} |"
             )
     for condition, (e, n, w, a, m) in totals.items():
         print(f"| all | {condition} | {e}/{n} ({100 * e / n:.1f} %) | {w} | {a}/{m} ({100 * a / m:.1f} %) |")
@@ -189,7 +191,8 @@ def main() -> int:
     for r in rows:
         if (r["want"] and not r["exact"]) or (not r["want"] and r["acted"]):
             print(
-                f"  {r['voice']:9} {r['condition']:5} {r['text']!r} → {r['heard']!r} ({r['score']}, {r['acted'] or 'no'})"
+                f"  {r['voice']:9} {r['condition']:5} {r['text']!r} → {r['heard']!r} "
+                f"({r['score']}, {r['acted'] or 'no'})"
             )
     if args.json:
         args.json.write_text(
@@ -220,7 +223,9 @@ async def end_to_end(turns: int, models: Path) -> None:
     work = Path(tempfile.mkdtemp(prefix="hark-bench-commands-"))
     port = free_port()
     (work / "mosquitto.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    broker = subprocess.Popen(["mosquitto", "-c", str(work / "mosquitto.conf")], stderr=subprocess.DEVNULL)
+    broker = subprocess.Popen(  # noqa: ASYNC220 - a benchmark's setup, before anything runs on the loop
+        ["mosquitto", "-c", str(work / "mosquitto.conf")], stderr=subprocess.DEVNULL
+    )
     arrivals: list[float] = []
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-probe")
     client.on_message = lambda _c, _u, _m: arrivals.append(time.monotonic())
@@ -229,7 +234,7 @@ async def end_to_end(turns: int, models: Path) -> None:
     after_decision: list[float] = []
     after_words: list[float] = []
     try:
-        time.sleep(0.3)
+        await asyncio.sleep(0.3)  # mosquitto listens ~10 ms after spawn
         client.connect("127.0.0.1", port)
         client.subscribe("home/#")
         client.loop_start()

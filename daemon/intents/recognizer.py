@@ -148,7 +148,6 @@ class Recognizer:
             return Recognition(None, text, score, confidence, _ms(t0), why)
         return Recognition(command, text, score, confidence, _ms(t0))
 
-
     def close(self) -> None:
         self._phone_thread.shutdown(wait=False, cancel_futures=True)
 
