@@ -121,12 +121,20 @@ def make_responder(
 ) -> Responder:
     """The model backend (conversation.backend) answers; the local voice answers whenever it cannot:
     "realtime" = the Realtime API (daemon.answer.realtime.responder), "cascade" = speech-to-text → chat model → voice
-    through OpenAI-compatible servers (daemon.answer.cascade)."""
+    through OpenAI-compatible servers (daemon.answer.cascade). With commands.local on, the household's declared
+    commands are understood on the device too (daemon.intents), in front of either backend."""
+    backend: RealtimeResponder | CascadeResponder
     if settings.conversation.backend == "cascade":
         from daemon.answer.cascade.responder import CascadeResponder
 
-        return CascadeResponder(settings, secrets, bus, voice, tools)
-    return RealtimeResponder(settings, secrets, bus, voice, tools)
+        backend = CascadeResponder(settings, secrets, bus, voice, tools)
+    else:
+        backend = RealtimeResponder(settings, secrets, bus, voice, tools)
+    if settings.commands.local == "off" or not settings.commands.intents:
+        return backend
+    from daemon.intents.responder import CommandResponder  # pocketsphinx and hassil only when used
+
+    return CommandResponder(settings.commands, backend, tools, voice, bus)
 
 
 async def _local_voice(settings: Settings) -> LocalVoice | None:

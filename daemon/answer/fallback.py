@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Literal
 
 from daemon.answer.reasons import FallbackReason
@@ -198,6 +198,10 @@ NOT_OUTAGES = frozenset({FallbackReason.NO_API_KEY, FallbackReason.COST_LIMIT, F
 """Failures that say nothing about the cloud's health (the user's budget, a missing key, a 60-min expiry)."""
 
 
+InsteadOfApology = Callable[[FallbackReason], Awaitable[AsyncIterator[AudioChunk] | None]]
+"""Given why the cloud can't answer: an answer made on the device instead, or None (then the apology)."""
+
+
 class FallbackGuard:
     """What every cloud backend shares: the breaker that counts its failures, the prober that closes it
     again (only with a real answer: `probe` must get one), and the spoken sentence for each failure."""
@@ -216,6 +220,8 @@ class FallbackGuard:
         self.breaker = CircuitBreaker(settings.breaker_failures, settings.probe_min_s, settings.probe_max_s)
         self.prober = CloudProber(self.breaker, probe, probe_timeout_s=probe_timeout_s)
         self.breaker.add_listener(lambda state: bus.publish(ev.BreakerChanged(state)))
+        self.instead_of_apology: InsteadOfApology | None = None
+        """Set by a wrapper that can still answer without the cloud (daemon.intents: a declared command)."""
 
     @property
     def open(self) -> bool:
@@ -239,7 +245,14 @@ class FallbackGuard:
             self.prober.start()
 
     async def speak(self, reason: FallbackReason) -> AsyncGenerator[AudioChunk, None]:
-        """Say the configured sentence for `reason` with the local voice (a `fallback` event either way)."""
+        """Say the configured sentence for `reason` with the local voice (a `fallback` event either way) —
+        unless `instead_of_apology` has a better answer (a command understood on the device)."""
+        if self.instead_of_apology is not None:
+            instead = await self.instead_of_apology(reason)
+            if instead is not None:
+                async for chunk in instead:
+                    yield chunk
+                return
         text = message_for(reason, self.settings.messages)
         self.bus.publish(ev.Fallback(reason.value, text))
         if self.voice is None:

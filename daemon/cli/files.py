@@ -37,6 +37,17 @@ def check_files(settings: Settings) -> None:
         raise ConfigError("files named in the configuration are unusable:\n  " + "\n  ".join(problems))
 
 
+def check_commands(settings: Settings) -> None:
+    """Raise one ConfigError listing every mistake in [commands] (hassil is imported only when declared)."""
+    if not settings.commands.intents and settings.commands.local == "off":
+        return
+    from daemon.intents.check import problems
+
+    lines = problems(settings)
+    if lines:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+
+
 def file_problems(settings: Settings) -> list[str]:
     """One message per unusable file (empty = all fine); each names the key, the path and the fix."""
     problems: list[str] = []

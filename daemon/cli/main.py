@@ -14,7 +14,7 @@ import sys
 from typing import NoReturn
 
 from daemon import __version__
-from daemon.cli.files import check_files
+from daemon.cli.files import check_commands, check_files
 from daemon.config import loader as config_file
 from daemon.config import settings as config
 from daemon.config.settings import ConfigError, Secrets, Settings
@@ -86,6 +86,7 @@ def overrides(args: argparse.Namespace) -> list[str]:
 def load_settings(args: argparse.Namespace) -> Settings:
     """`hark check` lists unusable files among its other checks; every other command refuses them at once."""
     settings = config_file.load(config_path(args), overrides(args))
+    check_commands(settings)
     if args.command != "check":
         check_files(settings)
     return settings

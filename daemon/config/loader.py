@@ -85,10 +85,11 @@ def _parse_toml(path: Path, text: str) -> dict[str, Any]:
 def from_dict(raw: dict[str, Any], source: str = "config") -> Settings:
     _reject_secrets(raw, ())
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as e:
         lines = [format_error(err, raw) for err in e.errors()]
         raise ConfigError(f"{source}: invalid configuration:\n  " + "\n  ".join(lines)) from None
+    return settings
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

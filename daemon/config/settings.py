@@ -352,6 +352,52 @@ class FallbackSettings(_Section):
     probe_max_s: PositiveS = 300.0
 
 
+# --- local commands --------------------------------------------------------------------------------------
+
+
+ListValues = list[str] | dict[str, str | int | float | bool]
+
+
+class CommandIntent(_Section):
+    """One household command: what may be said, which tool it calls with which arguments, what is said back."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")]
+    sentences: list[str] = Field(min_length=1)
+    """Home Assistant sentence templates: "turn {state} [the] {room} lights", (a|b) alternatives, [optional]."""
+    tool: str
+    """The [[tools]] entry it calls, exactly as the cloud model's tool call would."""
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    """The tool's arguments: "{slot}" alone is the slot's value (its type kept), other strings are filled in
+    ("{room} lights"), anything else is sent as given."""
+    say: str = ""
+    """Spoken confirmation, e.g. "{room} lights {state}." ("" = the done chime's silence: nothing said)."""
+
+
+class CommandSettings(_Section):
+    local: Literal["off", "offline", "first"] = "off"
+    """"off": the cloud answers everything. "offline": when the cloud can't answer, a declared command is
+    still carried out (instead of the apology). "first": a declared command is carried out on the device at
+    once and never reaches the cloud; anything else goes to the cloud."""
+    min_score: Annotated[float, Field(le=0)] = -5.5
+    """How well the sentence must fit the audio to be acted on: its acoustic log-likelihood ratio per 10 ms
+    of speech against a free phone loop (0 = as well as any sound sequence). Lower accepts more (and more
+    out-of-domain speech); -5.5 kept out-of-domain requests acted on under 1 % on the test speech."""
+    lists: dict[str, ListValues] = Field(default_factory=dict)
+    """Slot values per {name}: a list of phrases (the value is the phrase) or a table phrase → value
+    (minutes = {five = 5, ten = 10})."""
+    intents: list[CommandIntent] = Field(default_factory=list)
+
+    @field_validator("lists")
+    @classmethod
+    def _values(cls, v: dict[str, ListValues]) -> dict[str, ListValues]:
+        for name, values in v.items():
+            if not values:
+                raise ValueError(
+                    f'list {name!r} has no values; give the phrases it stands for, e.g. {name} = ["kitchen"]'
+                )
+        return v
+
+
 # --- home integration ------------------------------------------------------------------------------------
 
 
@@ -426,6 +472,7 @@ class Settings(_Section):
     cost: CostSettings = CostSettings()
     tools: list[ToolSettings] = Field(default_factory=list)
     fallback: FallbackSettings = FallbackSettings()
+    commands: CommandSettings = CommandSettings()
     mqtt: MqttSettings = MqttSettings()
     metrics: MetricsSettings = MetricsSettings()
     debug: DebugSettings = DebugSettings()

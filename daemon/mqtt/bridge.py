@@ -98,6 +98,7 @@ class MqttBridge:
             __version__,
             wake_models,
             transcripts=self._s.publish_transcripts,
+            commands=settings.commands.local != "off" and bool(settings.commands.intents),
         )
         self.base = settings.base_topic
         self._where = f"{self._s.host}:{self._s.port}"
@@ -167,6 +168,10 @@ class MqttBridge:
         if not math.isfinite(usd) or usd < 0:
             raise ValueError(f"cost {usd!r} is not a valid amount; expected a USD value >= 0")
         self._retained("last_cost", f"{usd:.6f}")
+
+    def publish_last_command(self, data: dict[str, Any]) -> None:
+        """Retained JSON {intent, slots, confidence, ms} of the last command understood on the device."""
+        self._retained("last_command", json.dumps(data, default=str, separators=(",", ":")))
 
     def publish_event(self, name: str, data: dict[str, Any]) -> None:
         """JSON {"event": name, ...data} on <base>/event, not retained; dropped when offline or queue full."""

@@ -7,7 +7,8 @@ This module is a pure function of its arguments so tests can check it against th
 
 Topics the entities read (all under the base topic, e.g. `hark/kitchen`):
   state (retained enum), mute / wake (retained ON/OFF), volume (retained 0–100), event (JSON, not retained),
-  last_transcript (retained plain text), last_cost (retained USD as a decimal), availability (online/offline).
+  last_transcript (retained plain text), last_cost (retained USD as a decimal), availability (online/offline),
+  last_command (retained JSON {intent, slots, confidence, ms}: the last command understood on the device).
 """
 
 from __future__ import annotations
@@ -61,15 +62,26 @@ def build(
     wake_models: Sequence[str],
     *,
     transcripts: bool = True,
+    commands: bool = False,
     support_url: str = SUPPORT_URL,
 ) -> DiscoveryMessage:
-    """The device discovery message. `transcripts=False` leaves out the last-transcript sensor (privacy)."""
+    """The device discovery message. `transcripts=False` leaves out the last-transcript sensor (privacy);
+    `commands=True` adds the last-local-command sensor (commands.local on)."""
     if not device_id:
         raise ValueError("device_id is empty; expected letters, digits, _ or - (mqtt.device_id)")
     if not wake_models:
         raise ValueError("wake_models is empty; expected the names of the loaded wake models")
     uid = f"hark_{device_id}"
     components = _components(base_topic, list(wake_models), transcripts)
+    if commands:
+        components["last_command"] = {
+            "p": "sensor",
+            "name": "Last local command",
+            "stat_t": f"{base_topic}/last_command",
+            "val_tpl": "{{ value_json.intent }}",
+            "json_attr_t": f"{base_topic}/last_command",
+            "ic": "mdi:home-lightning-bolt",
+        }
     for key, comp in components.items():
         comp["uniq_id"] = f"{uid}_{key}"
         comp["def_ent_id"] = f"{comp['p']}.{_slug(uid)}_{key}"

@@ -40,6 +40,7 @@ def subscribe(bus: EventBus, bridge: MqttBridge) -> None:
     bus.subscribe(ev.MuteChanged, lambda e: bridge.publish_mute(e.on))
     bus.subscribe(ev.VolumeChanged, lambda e: bridge.publish_volume(e.percent))
     bus.subscribe(ev.WakeEnabledChanged, lambda e: bridge.publish_wake(e.on))
+    bus.subscribe(ev.CommandRecognized, lambda e: _command(bridge, e))
 
 
 def _wake(bridge: MqttBridge) -> Callable[[ev.WakeDetected], None]:
@@ -56,6 +57,12 @@ def _speech_ended(bridge: MqttBridge, event: ev.SpeechEnded) -> None:
 def _transcript(bridge: MqttBridge, event: ev.Transcript) -> None:
     bridge.publish_event("transcript", {"role": event.role, "text": event.text})
     bridge.publish_last_transcript(event.text)
+
+
+def _command(bridge: MqttBridge, event: ev.CommandRecognized) -> None:
+    data = {"intent": event.intent, "slots": event.slots, "confidence": event.confidence, "ms": event.ms}
+    bridge.publish_event("command_recognized", data)
+    bridge.publish_last_command(data)
 
 
 def _response_done(bridge: MqttBridge, event: ev.ResponseDone) -> None:

@@ -218,6 +218,18 @@ class Fallback(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class CommandRecognized(Event):
+    """A declared command was recognized on the device and is being carried out (daemon.intents)."""
+
+    NAME: ClassVar[str] = "command_recognized"
+    intent: str
+    slots: dict[str, Any]
+    confidence: float
+    ms: float
+    """Recognizer time for the whole request."""
+
+
+@dataclass(frozen=True, slots=True)
 class BreakerChanged(Event):
     NAME: ClassVar[str] = "breaker"
     state: Literal["open", "closed"]
