@@ -17,6 +17,7 @@ from daemon.answer.responder import ChimeResponder, Responder
 from daemon.answer.tools import ToolRegistry
 from daemon.answer.voice import LocalVoice, VoiceError
 from daemon.audio.chimes import builtin_chime, load_chimes
+from daemon.audio.echo import FarEnd
 from daemon.audio.sink import open_sink
 from daemon.audio.source import open_source
 from daemon.config.models import turn_model_path
@@ -80,9 +81,10 @@ async def build(
         RuntimeChoices(muted=False, volume=settings.audio.volume, wake_enabled=settings.wake.enabled),
     )
     chimes = load_chimes(settings.chimes)
-    sink = open_sink(settings.audio, bus)
+    echo_ref = FarEnd() if settings.audio.echo_cancel != "off" else None  # what the speaker plays, for AEC
+    sink = open_sink(settings.audio, bus, echo_ref)
     await sink.start()
-    source = open_source(settings.audio, bus)
+    source = open_source(settings.audio, bus, echo_ref)
     tools = ToolRegistry(settings.tools)
     responder: Responder = (
         ChimeResponder(chimes.get("done") or builtin_chime("done"))
