@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.audio.frames import INPUT_RATE_HZ, WAKE_STEP_SAMPLES, AudioChunk, AudioFrame  # noqa: E402
+from daemon.audio.frames import FRAME_SAMPLES, INPUT_RATE_HZ, WAKE_STEP_SAMPLES, AudioChunk, AudioFrame  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RIG = ROOT / "scripts" / "pulse-rig"
@@ -269,6 +269,77 @@ def rig(sp: Any, models: Path, trials: int, echo_ms: int, echo_volume: str) -> d
         subprocess.run([str(RIG), "stop", str(rig_dir)], capture_output=True, timeout=30, check=False)
 
 
+# --- self-wakes ------------------------------------------------------------------------------------------
+
+
+def answers_audio(sp: Any, minutes: float, rng: np.random.Generator) -> np.ndarray:
+    """`minutes` of varied answers: every sentence in three renderings (Piper's own prosody noise, three
+    speaking rates), shuffled, with 0.3-1.5 s pauses, each at a level between -6 and 0 dB."""
+    clips = []
+    for text in ANSWERS + SOUND_ALIKES:
+        for scale in (0.9, 1.0, 1.15):
+            clips.append(read16(sp.piper(text, length_scale=scale, noise_scale=None, noise_w_scale=None)))
+    parts: list[np.ndarray] = []
+    total = 0
+    while total < minutes * 60 * INPUT_RATE_HZ:
+        clip = clips[int(rng.integers(len(clips)))].astype(np.float64) * 10 ** (rng.uniform(-6, 0) / 20)
+        gap = np.zeros(int(rng.uniform(0.3, 1.5) * INPUT_RATE_HZ))
+        parts += [clip, gap]
+        total += len(clip) + len(gap)
+    return np.concatenate(parts)
+
+
+def count_wakes(models: Path, pcm: np.ndarray, strict: bool, echo_cancelled: bool) -> int:
+    from daemon.config.settings import WakeSettings
+    from daemon.listen.wake import WakeDetector
+
+    det = WakeDetector(WakeSettings(), models)
+    hits = 0
+    for i in range(0, len(pcm) - WAKE_STEP_SAMPLES + 1, WAKE_STEP_SAMPLES):
+        frame = AudioFrame(pcm[i : i + WAKE_STEP_SAMPLES].tobytes(), i)
+        hits += len(det.process(frame, strict=strict, echo_cancelled=echo_cancelled))
+    return hits
+
+
+def selfwake(sp: Any, models: Path, minutes: float, delay_ms: float) -> list[list[str]]:
+    """The answers through a room (`delay_ms`, reverberant tail, a noise floor) into the mic, cancelled by
+    the daemon's own EchoCanceller (reference through FarEnd with a deliberately wrong clock: 120 ms off,
+    which its delay estimate must find), and raw. No near-end speech at all."""
+    from daemon.audio.echo import EchoCanceller, FarEnd
+
+    rng = np.random.default_rng(14)
+    far = answers_audio(sp, minutes, rng)
+    mic = np.convolve(far, room(delay_ms, rng))[: len(far)] + 3.0 * rng.standard_normal(len(far))
+    mic16 = np.clip(mic, -32768, 32767).astype(np.int16)
+    far16 = np.clip(far, -32768, 32767).astype(np.int16)
+    ref = FarEnd(ring_s=8.0)
+    ref.open(INPUT_RATE_HZ)
+    aec = EchoCanceller(ref)
+    aec.start_stream()
+    out = np.empty_like(mic16)
+    block = FRAME_SAMPLES
+    t_play0 = 1000.0  # a virtual clock: sample n of the reference plays at t_play0 + n / rate
+    cpu = 0.0
+    for i in range(0, len(mic16) - block + 1, block):
+        ref.push(far16[i : i + block].tobytes(), t_play0 + i / INPUT_RATE_HZ)
+        aec.captured(i + block, t_play0 + (i + block) / INPUT_RATE_HZ - 0.120)
+        t0 = time.process_time()
+        out[i : i + block] = np.frombuffer(aec.process(mic16[i : i + block].tobytes(), i), dtype=np.int16)
+        cpu += time.process_time() - t0
+    n = len(mic16) // block * block
+    audio_s = n / INPUT_RATE_HZ
+    steady = slice(30 * INPUT_RATE_HZ, n)
+    rows = [
+        ["answers played (min)", f"{audio_s / 60:.1f}", ""],
+        ["ERLE after 30 s, whole run (dB)", f"{erle_db(mic16[steady], out[steady]):.1f}", ""],
+        ["canceller CPU (ms per audio-s)", f"{cpu / audio_s * 1000:.2f}", "includes the delay estimate"],
+        ["self-wakes, cancelled, wake.threshold 0.5", f"{count_wakes(models, out[:n], True, True)}", ""],
+        ["self-wakes, raw, wake.threshold 0.5", f"{count_wakes(models, mic16[:n], False, False)}", ""],
+        ["self-wakes, raw, responding_threshold 0.8", f"{count_wakes(models, mic16[:n], True, False)}", "today"],
+    ]
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", default="candidates,rig,selfwake")
@@ -301,12 +372,16 @@ def main() -> int:
                 for i, pcm in enumerate(res[f"pcm_{label}"]):
                     write_wav(args.dump / f"trial{i}-{label}.wav", pcm)
         near = active_rms(read16(sp.espeak("Hey Jarvis")))
-        for i, ((off_rms, off_act), (on_rms, _)) in enumerate(zip(res["trial_off"], res["trial_on"])):
+        for i, ((off_rms, off_act), (on_rms, _)) in enumerate(zip(res["trial_off"], res["trial_on"], strict=True)):
             print(
                 f"trial {i}: ERLE {20 * np.log10(off_rms / max(on_rms, 1e-3)):.1f} dB, echo/near "
                 f"{20 * np.log10(off_act / near):+.1f} dB, hits on {res['hits_on@0.5'][i]} "
                 f"off@0.5 {res['hits_off@0.5'][i]} off@0.8 {res['hits_off@0.8'][i]}"
             )
+    if "selfwake" in sections:
+        print("| self-wake run | value | note |")
+        for row in selfwake(sp, args.models, args.minutes, args.echo_ms):
+            print("| " + " | ".join(row) + " |")
     print(load())
     return 0
 

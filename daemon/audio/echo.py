@@ -45,9 +45,9 @@ ESTIMATE_S = 1.0
 """Microphone audio per delay estimate (one FFT correlation; ~1 ms of CPU per second of audio)."""
 CONFIDENT = 8.0
 """A correlation peak must stand this many standard deviations above the rest to move the alignment."""
-LAG_RANGE_S = (0.005, 0.25)
+LAG_RANGE_S = (0.005, 0.15)
 """Where the echo may lag the reference it is fed with before the alignment is corrected: AEC3 cannot
-cancel an echo that precedes its reference, and its delay estimator searches a few hundred ms."""
+cancel an echo that precedes its reference, and a long lag means reading reference that may not be played yet."""
 RESYNC_S = 0.5
 """A capture timestamp this far behind the running anchor means samples were lost (an overrun): re-anchor.
 Callback jitter (PulseAudio's ALSA plugin delivers in bursts) stays well below it."""
@@ -211,7 +211,7 @@ class EchoCanceller:
         self._history = []
         pad = int(SEARCH_S * INPUT_RATE_HZ)
         far = self.far.read(t0 - SEARCH_S, len(near) + 2 * pad).astype(np.float64)
-        if np.sqrt(np.mean(far[pad:-pad] ** 2)) < 100 or np.sqrt(np.mean(near**2)) < 30:
+        if np.sqrt(np.mean(far**2)) < 100 or np.sqrt(np.mean(near**2)) < 30:
             return  # nothing (audible) was played or heard: nothing to align on
         n = 1 << int(np.ceil(np.log2(len(far) + len(near))))
         corr = np.fft.irfft(np.fft.rfft(far, n) * np.conj(np.fft.rfft(near, n)), n)[: 2 * pad + 1]

@@ -105,7 +105,7 @@ class WakeDetector:
         found: list[WakeDetected] = []
         for rule in self._rules:
             score = float(scores.get(self._keys[rule.label], 0.0))
-            threshold = self._threshold(rule.threshold, strict, echo_cancelled)
+            threshold = self.threshold(rule.threshold, strict, echo_cancelled)
             streak = self._streak.get(rule.label, 0) + 1 if score >= threshold else 0
             self._streak[rule.label] = streak
             if streak < rule.trigger_level or frame.sample < self._quiet_until.get(rule.label, 0):
@@ -116,7 +116,8 @@ class WakeDetector:
             found.append(WakeDetected(rule.label, score, frame.sample))
         return found
 
-    def _threshold(self, normal: float, strict: bool, echo_cancelled: bool) -> float:
+    def threshold(self, normal: float, strict: bool, echo_cancelled: bool) -> float:
+        """The score a model with threshold `normal` must reach now (while answering: `strict`)."""
         if not strict:
             return normal
         if echo_cancelled:
