@@ -6,7 +6,6 @@ one cancelling, one raw."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import numpy as np
 
