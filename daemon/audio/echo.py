@@ -43,9 +43,11 @@ SEARCH_S = 0.5
 """The delay estimate looks this far either side of where the clocks put the echo."""
 ESTIMATE_S = 1.0
 """Microphone audio per delay estimate (one FFT correlation; ~1 ms of CPU per second of audio)."""
-CONFIDENT = 8.0
+CONFIDENT = 10.0
 """A correlation peak must stand this many standard deviations above the rest to move the alignment."""
-LAG_RANGE_S = (0.005, 0.15)
+AGREE_S = 0.01
+"""Two successive estimates must agree this closely before the alignment moves."""
+LAG_RANGE_S = (0.0, 0.15)
 """Where the echo may lag the reference it is fed with before the alignment is corrected: AEC3 cannot
 cancel an echo that precedes its reference, and a long lag means reading reference that may not be played yet."""
 RESYNC_S = 0.5
@@ -162,6 +164,7 @@ class EchoCanceller:
         self._lock = threading.Lock()  # captured() may run on the capture callback thread
         self._near_anchor_s: float | None = None
         self._correction_s = 0.0  # from the delay estimate: added to the clocks' alignment
+        self._pending_s: float | None = None  # an out-of-range lag waiting for a second estimate to agree
         self._history: list[tuple[np.ndarray, float]] = []  # (raw near, its reference time) since the last estimate
         self.blocks = 0
         self.lag_s: float | None = None  # the last confident measurement: how late the echo comes after its reference
@@ -214,19 +217,27 @@ class EchoCanceller:
         if np.sqrt(np.mean(far**2)) < 100 or np.sqrt(np.mean(near**2)) < 30:
             return  # nothing (audible) was played or heard: nothing to align on
         n = 1 << int(np.ceil(np.log2(len(far) + len(near))))
-        corr = np.fft.irfft(np.fft.rfft(far, n) * np.conj(np.fft.rfft(near, n)), n)[: 2 * pad + 1]
+        cross = np.fft.rfft(far, n) * np.conj(np.fft.rfft(near, n))
+        corr = np.fft.irfft(cross / (np.abs(cross) + 1e-9), n)[: 2 * pad + 1]  # GCC-PHAT: a sharp peak
         mag = np.abs(corr)
         peak = int(np.argmax(mag))
-        if mag[peak] < CONFIDENT * (np.std(mag) + 1e-9):
+        if mag[peak] < CONFIDENT * (np.std(mag) + 1e-12):
             return
         # near[i] matches far[i + peak]; the reference fed with near[i] is far[i + pad]
         lag_s = (pad - peak) / INPUT_RATE_HZ
         self.lag_s = lag_s
-        if not LAG_RANGE_S[0] <= lag_s <= LAG_RANGE_S[1]:
+        if LAG_RANGE_S[0] <= lag_s <= LAG_RANGE_S[1]:
+            self._pending_s = None
+        elif self._pending_s is None or abs(lag_s - self._pending_s) > AGREE_S:
+            self._pending_s = lag_s  # one estimate can be fooled (a repeated phrase): wait for a second
+        else:
             move = lag_s - self._lead_s
             self._correction_s -= move
+            self._pending_s = None
             log.info(
-                "echo arrives %.0f ms after its reference; moving the reference by %.0f ms", lag_s * 1000, -move * 1000
+                "echo arrives %.0f ms after its reference; moving the reference by %.0f ms",
+                lag_s * 1000,
+                -move * 1000,
             )
 
     def reset(self) -> None:
