@@ -320,11 +320,14 @@ def selfwake(sp: Any, models: Path, minutes: float, delay_ms: float) -> list[lis
     block = FRAME_SAMPLES
     t_play0 = 1000.0  # a virtual clock: sample n of the reference plays at t_play0 + n / rate
     cpu = 0.0
+    per_frame: list[float] = []
     for i in range(0, len(mic16) - block + 1, block):
         ref.push(far16[i : i + block].tobytes(), t_play0 + i / INPUT_RATE_HZ)
         aec.captured(i + block, t_play0 + (i + block) / INPUT_RATE_HZ - 0.120)
         t0 = time.process_time()
+        w0 = time.perf_counter()
         out[i : i + block] = np.frombuffer(aec.process(mic16[i : i + block].tobytes(), i), dtype=np.int16)
+        per_frame.append(time.perf_counter() - w0)
         cpu += time.process_time() - t0
     n = len(mic16) // block * block
     audio_s = n / INPUT_RATE_HZ
@@ -333,6 +336,11 @@ def selfwake(sp: Any, models: Path, minutes: float, delay_ms: float) -> list[lis
         ["answers played (min)", f"{audio_s / 60:.1f}", ""],
         ["ERLE after 30 s, whole run (dB)", f"{erle_db(mic16[steady], out[steady]):.1f}", ""],
         ["canceller CPU (ms per audio-s)", f"{cpu / audio_s * 1000:.2f}", "includes the delay estimate"],
+        [
+            "latency added per 30 ms frame (ms, p50 / p99 / max)",
+            " / ".join(f"{np.percentile(per_frame, q) * 1000:.2f}" for q in (50, 99, 100)),
+            "wall time of process(); no buffering",
+        ],
         ["self-wakes, cancelled, wake.threshold 0.5", f"{count_wakes(models, out[:n], True, True)}", ""],
         ["self-wakes, raw, wake.threshold 0.5", f"{count_wakes(models, mic16[:n], False, False)}", ""],
         ["self-wakes, raw, responding_threshold 0.8", f"{count_wakes(models, mic16[:n], True, False)}", "today"],
