@@ -81,7 +81,9 @@ async def build(
         RuntimeChoices(muted=False, volume=settings.audio.volume, wake_enabled=settings.wake.enabled),
     )
     chimes = load_chimes(settings.chimes)
-    echo_ref = FarEnd() if settings.audio.echo_cancel != "off" else None  # what the speaker plays, for AEC
+    # what the speaker plays, the echo canceller's reference (a wav: input holds no echo of this run)
+    live_mic = not settings.audio.input.startswith("wav:")
+    echo_ref = FarEnd() if settings.audio.echo_cancel != "off" and live_mic else None
     sink = open_sink(settings.audio, bus, echo_ref)
     await sink.start()
     source = open_source(settings.audio, bus, echo_ref)
