@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -267,6 +268,7 @@ def rig(sp: Any, models: Path, trials: int, echo_ms: int, echo_volume: str) -> d
         return asyncio.run(rig_trials(sp, models, trials, echo_ms, echo_volume))
     finally:
         subprocess.run([str(RIG), "stop", str(rig_dir)], capture_output=True, timeout=30, check=False)
+        shutil.rmtree(rig_dir, ignore_errors=True)
 
 
 # --- self-wakes ------------------------------------------------------------------------------------------
