@@ -17,6 +17,7 @@ from daemon.answer.responder import ChimeResponder, Responder
 from daemon.answer.tools import ToolRegistry
 from daemon.answer.voice import LocalVoice, VoiceError
 from daemon.audio.chimes import builtin_chime, load_chimes
+from daemon.audio.echo import FarEnd
 from daemon.audio.sink import open_sink
 from daemon.audio.source import open_source
 from daemon.config.models import turn_model_path
@@ -71,18 +72,24 @@ async def build(
     trace = Trace(bus, trace_path or settings.debug.trace or None)
     loop = asyncio.get_running_loop()
     wake = await loop.run_in_executor(None, WakeDetector, settings.wake, settings.models_dir)
-    turn_model = await loop.run_in_executor(
-        None, load_turn_model, settings.endpoint, turn_model_path(settings.models_dir)
-    )
+    endpoint = settings.endpoint
+    if settings.realtime.turn_detection != "local" and settings.conversation.backend == "realtime":
+        # the server's VAD ends the turn: ending it sooner here would stop the audio before the server has
+        # heard the silence it waits for, and nobody would answer
+        endpoint = endpoint.model_copy(update={"turn_model": "none"})
+    turn_model = await loop.run_in_executor(None, load_turn_model, endpoint, turn_model_path(settings.models_dir))
     voice = await _local_voice(settings)
     choices = ChoiceStore(
         settings.state_dir / "runtime.json",
         RuntimeChoices(muted=False, volume=settings.audio.volume, wake_enabled=settings.wake.enabled),
     )
     chimes = load_chimes(settings.chimes)
-    sink = open_sink(settings.audio, bus)
+    # what the speaker plays, the echo canceller's reference (a wav: input holds no echo of this run)
+    live_mic = not settings.audio.input.startswith("wav:")
+    echo_ref = FarEnd() if settings.audio.echo_cancel != "off" and live_mic else None
+    sink = open_sink(settings.audio, bus, echo_ref)
     await sink.start()
-    source = open_source(settings.audio, bus)
+    source = open_source(settings.audio, bus, echo_ref)
     tools = ToolRegistry(settings.tools)
     responder: Responder = (
         ChimeResponder(chimes.get("done") or builtin_chime("done"))
@@ -93,7 +100,7 @@ async def build(
         source=source,
         sink=sink,
         wake=wake,
-        endpointer=TurnDetector(settings.endpoint, turn_model),
+        endpointer=TurnDetector(endpoint, turn_model),
         responder=responder,
         voice=voice,
         chimes=chimes,

@@ -108,6 +108,21 @@ class PulseRig:
         time.sleep(seconds)
         return rec.stop()
 
+    def echo_path(self, latency_ms: int = 50, volume: str = "130%") -> None:
+        """Opt-in: feed what is played on "speaker" back into "mic", `latency_ms` late, at `volume` (130 %
+        puts a Piper answer at volume 100 about 6 dB above espeak-ng speech played into the mic). Remove it
+        with `no_echo_path()`; tests that load it must do so in a `finally`."""
+        subprocess.run(
+            [str(RIG), "echo", str(self.dir), str(latency_ms), volume],
+            env=self.env,
+            check=True,
+            timeout=30,
+            capture_output=True,
+        )
+
+    def no_echo_path(self) -> None:
+        subprocess.run([str(RIG), "noecho", str(self.dir)], env=self.env, check=True, timeout=30, capture_output=True)
+
     def capture_streams(self) -> int:
         """How many clients are capturing from any source (0 = nobody holds a microphone open)."""
         lines = self.pactl("list", "short", "source-outputs").splitlines()

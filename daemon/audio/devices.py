@@ -269,6 +269,21 @@ def open_stream(spec: str, kind: Kind, rates: tuple[int, ...], block_ms: int, ma
         raise
 
 
+def block_latency_s(time_info: Any, kind: Kind) -> float:
+    """From a PortAudio callback's time info: how long after the callback the block reaches the speaker
+    (output) or how long before it the block was recorded (input). 0 when the host API reports no times
+    (some ALSA plugins) or nonsense; the echo canceller's own delay estimate covers the rest."""
+    if not isinstance(time_info, dict):
+        return 0.0
+    now = float(time_info.get("current_time") or 0.0)
+    key = "output_buffer_dac_time" if kind == "output" else "input_buffer_adc_time"
+    other = float(time_info.get(key) or 0.0)
+    if now <= 0.0 or other <= 0.0:
+        return 0.0
+    latency = other - now if kind == "output" else now - other
+    return latency if 0.0 <= latency <= 1.0 else 0.0
+
+
 def close_stream(handle: OpenStream | None) -> None:
     """Blocking: stop and close the stream and release its PyAudio; errors are logged, never raised."""
     if handle is None:

@@ -23,6 +23,7 @@ import numpy as np
 import pyaudio
 
 from daemon.audio import devices
+from daemon.audio.echo import FarEnd
 from daemon.audio.frames import SAMPLE_WIDTH, AudioChunk
 from daemon.audio.resample import StreamResampler, to_mono16
 from daemon.config.settings import AudioSettings
@@ -246,8 +247,9 @@ class AudioSink:
         self._waiters = keep
 
 
-def open_sink(settings: AudioSettings, bus: EventBus) -> AudioSink:
-    """Build the sink named by `audio.output`; `await sink.start()` opens it."""
+def open_sink(settings: AudioSettings, bus: EventBus, echo_ref: FarEnd | None = None) -> AudioSink:
+    """Build the sink named by `audio.output`; `await sink.start()` opens it. `echo_ref` receives every
+    block the device plays (the echo canceller's reference; a wav: output has no echo and ignores it)."""
     spec = settings.output
     if spec.startswith("wav:"):
         return WavSink(
@@ -264,6 +266,7 @@ def open_sink(settings: AudioSettings, bus: EventBus) -> AudioSink:
         buffer_ms=settings.output_buffer_ms,
         reopen_min_s=settings.reopen_min_s,
         reopen_max_s=settings.reopen_max_s,
+        echo_ref=echo_ref,
     )
 
 
@@ -347,11 +350,13 @@ class PyAudioSink(AudioSink):
         reopen_min_s: float = 0.5,
         reopen_max_s: float = 10.0,
         rates: tuple[int, ...] = DEVICE_RATES,
+        echo_ref: FarEnd | None = None,
     ) -> None:
         # The real rate is known once the device is open; until then assume the first preference.
         super().__init__(bus, rates[0], volume, buffer_ms)
         self.spec = spec
         self._buffer_ms = buffer_ms
+        self._echo_ref = echo_ref
         self._device_ok = True  # False only after a loss: until the first open, writes are kept
         self._warned_down = False
         self._keeper = devices.StreamKeeper(
@@ -415,8 +420,11 @@ class PyAudioSink(AudioSink):
         keeper = self._keeper
         adopted = False
         first = 0.0
+        echo_ref = self._echo_ref
+        if echo_ref is not None:
+            echo_ref.open(rate_hz)
 
-        def callback(_in: bytes | None, frame_count: int, _time: Any, _status: int) -> tuple[bytes, int]:
+        def callback(_in: bytes | None, frame_count: int, times: Any, _status: int) -> tuple[bytes, int]:
             nonlocal adopted, first
             keeper.heartbeat()
             now = time.monotonic()
@@ -426,6 +434,8 @@ class PyAudioSink(AudioSink):
                 loop.call_soon_threadsafe(self._adopt, rate_hz)
             pcm = self._take(frame_count, rate_hz)[0]
             pcm += bytes(frame_count * SAMPLE_WIDTH - len(pcm))
+            if echo_ref is not None:  # the reference tap: exactly what goes to the device, silence included
+                echo_ref.push(pcm, now, devices.block_latency_s(times, "output"))
             if channels > 1:
                 pcm = np.repeat(np.frombuffer(pcm, "<i2"), channels).tobytes()
             return pcm, pyaudio.paContinue

@@ -20,6 +20,7 @@ from typing import Any
 import pyaudio
 
 from daemon.audio import devices
+from daemon.audio.echo import EchoCanceller, EchoMode, FarEnd, wanted
 from daemon.audio.frames import (
     FRAME_SAMPLES,
     INPUT_RATE_HZ,
@@ -61,6 +62,11 @@ class AudioSource(abc.ABC):
     def paused(self) -> bool:
         return self._paused
 
+    @property
+    def echo_cancelling(self) -> bool:
+        """True while the captured audio goes through the echo canceller (the wake threshold can relax)."""
+        return False
+
     def pause(self) -> None:
         self._paused = True
 
@@ -76,12 +82,22 @@ class AudioSource(abc.ABC):
         return frame
 
 
-def open_source(settings: AudioSettings, bus: EventBus) -> AudioSource:
-    """Build the source named by `audio.input`. A wav: path is checked now (AudioFileError names it)."""
+def open_source(settings: AudioSettings, bus: EventBus, echo_ref: FarEnd | None = None) -> AudioSource:
+    """Build the source named by `audio.input`. A wav: path is checked now (AudioFileError names it).
+
+    `echo_ref` is what the speaker plays; with it, `audio.echo_cancel` decides whether capture is cleaned
+    (a wav: input never is: a recording holds no echo of this run's answers)."""
     spec = settings.input
     if spec.startswith("wav:"):
         return WavSource(Path(spec[4:]).expanduser(), realtime_pace=settings.realtime_pace)
-    return PyAudioSource(spec, bus, reopen_min_s=settings.reopen_min_s, reopen_max_s=settings.reopen_max_s)
+    return PyAudioSource(
+        spec,
+        bus,
+        reopen_min_s=settings.reopen_min_s,
+        reopen_max_s=settings.reopen_max_s,
+        echo_mode=settings.echo_cancel if echo_ref is not None else "off",
+        echo_ref=echo_ref,
+    )
 
 
 class _Framer:
@@ -190,9 +206,15 @@ class PyAudioSource(AudioSource):
         stall_s: float = 1.0,
         start_timeout_s: float = 5.0,
         queue_frames: int = QUEUE_FRAMES,
+        echo_mode: EchoMode = "off",
+        echo_ref: FarEnd | None = None,
     ) -> None:
         super().__init__()
         self.spec = spec
+        self._echo_mode: EchoMode = echo_mode if echo_ref is not None else "off"
+        self._echo_ref = echo_ref
+        self._echo: EchoCanceller | None = None  # built on the first stream that wants it; kept across reopens
+        self._converter: _Converter | None = None
         self._bus = bus
         self._frames: collections.deque[AudioFrame] = collections.deque()
         self._events: collections.deque[DeviceLost | DeviceRestored] = collections.deque()
@@ -264,11 +286,16 @@ class PyAudioSource(AudioSource):
         self._events.append(DeviceRestored(detail))
         self._ready.set()
 
-    def _deliver(self, converter: _Converter, pcm: bytes) -> None:
-        """On the loop: convert, frame and queue a raw block from the callback thread."""
+    @property
+    def echo_cancelling(self) -> bool:
+        converter = self._converter
+        return converter is not None and converter.echo is not None
+
+    def _deliver(self, converter: _Converter, pcm: bytes, now_s: float, latency_s: float) -> None:
+        """On the loop: convert, frame, cancel echo and queue a raw block from the callback thread."""
         if self._paused or self._closed:  # blocks still in flight when muted are dropped
             return
-        for frame_pcm in converter.push(pcm):
+        for frame_pcm in converter.push(pcm, now_s, latency_s):
             if len(self._frames) >= self._queue_frames:
                 self._frames.popleft()
                 self._note_drop()
@@ -290,19 +317,32 @@ class PyAudioSource(AudioSource):
 
     def _open(self) -> devices.OpenStream:
         """Runs in a worker thread (PortAudio init and open block)."""
-        return devices.open_stream(self.spec, "input", (INPUT_RATE_HZ,), 80, self._make_callback)
+        handle = devices.open_stream(self.spec, "input", (INPUT_RATE_HZ,), 80, self._make_callback)
+        converter = self._converter
+        if (
+            converter is not None
+            and self._echo_ref is not None
+            and wanted(self._echo_mode, self.spec, handle.device.name)
+        ):
+            if self._echo is None:
+                self._echo = EchoCanceller(self._echo_ref)
+                log.info("echo cancellation on for %s (WebRTC AEC3)", handle.device.name)
+            self._echo.start_stream()
+            converter.echo = self._echo  # an attribute store: the first blocks may pass uncleaned
+        return handle
 
     def _make_callback(self, rate_hz: int, channels: int) -> Any:
         loop = self._loop
         assert loop is not None
-        converter = _Converter(rate_hz, channels)
+        converter = self._converter = _Converter(rate_hz, channels)
         keeper = self._keeper
 
-        def callback(in_data: bytes | None, _count: int, _time: Any, _status: int) -> tuple[None, int]:
+        def callback(in_data: bytes | None, _count: int, times: Any, _status: int) -> tuple[None, int]:
             keeper.heartbeat()
             if in_data:
+                now, latency = time.monotonic(), devices.block_latency_s(times, "input")
                 try:
-                    loop.call_soon_threadsafe(self._deliver, converter, in_data)
+                    loop.call_soon_threadsafe(self._deliver, converter, in_data, now, latency)
                 except RuntimeError:  # the loop is closed: we are shutting down
                     return None, pyaudio.paComplete
             return None, pyaudio.paContinue
@@ -311,13 +351,33 @@ class PyAudioSource(AudioSource):
 
 
 class _Converter:
-    """Device format → 16 kHz mono frames. Lives with one stream; used only on the loop."""
+    """Device format → 16 kHz mono frames, echo-cancelled when `echo` is set. Lives with one stream; used
+    only on the loop."""
 
     def __init__(self, rate_hz: int, channels: int) -> None:
         self.channels = channels
+        self.rate_hz = rate_hz
+        self.echo: EchoCanceller | None = None
         self._resampler = StreamResampler(rate_hz, INPUT_RATE_HZ)
         self._framer = _Framer()
+        self._in_samples = 0  # device samples received, and 16 kHz samples framed: the stream's two clocks
+        self._framed = 0
 
-    def push(self, pcm: bytes) -> Iterator[bytes]:
+    def push(self, pcm: bytes, now_s: float = 0.0, latency_s: float = 0.0) -> Iterator[bytes]:
         mono = pcm if self.channels == 1 else to_mono16(pcm, self.channels, SAMPLE_WIDTH)
-        return self._framer.push(self._resampler.process(mono))
+        self._in_samples += len(mono) // SAMPLE_WIDTH
+        echo = self.echo
+        if echo is None:
+            return self._count(self._framer.push(self._resampler.process(mono)))
+        echo.captured(self._in_samples * INPUT_RATE_HZ / self.rate_hz, now_s, latency_s)
+        return self._cancel(echo, self._framer.push(self._resampler.process(mono)))
+
+    def _count(self, frames: Iterator[bytes]) -> Iterator[bytes]:
+        for frame in frames:
+            yield frame
+            self._framed += FRAME_SAMPLES
+
+    def _cancel(self, echo: EchoCanceller, frames: Iterator[bytes]) -> Iterator[bytes]:
+        for frame in frames:
+            yield echo.process(frame, self._framed)
+            self._framed += FRAME_SAMPLES

@@ -64,6 +64,10 @@ class AudioSettings(_Section):
     reopen_min_s: PositiveS = 0.5
     reopen_max_s: PositiveS = 10.0
     """Backoff bounds for reopening a capture/playback device that failed or vanished."""
+    echo_cancel: Literal["auto", "on", "off"] = "auto"
+    """Cancel the speaker's own sound in the microphone (WebRTC AEC3, what the speaker plays as reference).
+    "auto" = on unless the capture device already does it (a USB speakerphone, a ReSpeaker/XMOS board, a
+    PulseAudio/PipeWire echo-cancel source). Never applied to a wav: input."""
 
     @field_validator("input", "output", mode="before")
     @classmethod
@@ -118,7 +122,11 @@ class WakeSettings(_Section):
     refractory_s: Annotated[float, Field(ge=0)] = 2.0
     """After a detection the same model is ignored this long (one phrase = one detection)."""
     responding_threshold: Unit = 0.8
-    """Stricter threshold while an answer plays, so the speaker does not wake itself."""
+    """Stricter threshold while an answer plays, so the speaker does not wake itself (without echo
+    cancellation)."""
+    responding_threshold_aec: Unit | None = None
+    """The threshold while an answer plays and echo cancellation is on; unset = the normal threshold (the
+    canceller removes the answer from what the detector hears)."""
     enabled: bool = True
     """Wake-word detection on/off (also over MQTT; persisted)."""
 

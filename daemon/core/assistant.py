@@ -148,7 +148,8 @@ class Assistant:
             if block is not None:
                 strict = self.sm.state is State.RESPONDING or self._turn is not None
                 loop = asyncio.get_running_loop()
-                found = await loop.run_in_executor(self._infer, self.parts.wake.process, block, strict)
+                cleaned = self.parts.source.echo_cancelling
+                found = await loop.run_in_executor(self._infer, self.parts.wake.process, block, strict, cleaned)
                 if found:
                     await self._on_wake(found[0])
         self._preroll.append(frame)

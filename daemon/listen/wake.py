@@ -63,6 +63,7 @@ class WakeDetector:
     def __init__(self, settings: WakeSettings, models_dir: Path) -> None:
         self._rules = resolve_rules(settings, models_dir)
         self._responding_threshold = settings.responding_threshold
+        self._responding_threshold_aec = settings.responding_threshold_aec
         features = feature_model_paths(models_dir)
         # Imported here: openwakeword is installed with --no-deps and pulls numpy/onnxruntime on import.
         from openwakeword.model import Model
@@ -92,8 +93,9 @@ class WakeDetector:
         """The labels detections carry, e.g. ["hey_jarvis", "alexa"]."""
         return [r.label for r in self._rules]
 
-    def process(self, frame: AudioFrame, strict: bool = False) -> list[WakeDetected]:
-        """Score one frame; `strict` (an answer is playing) raises every threshold to responding_threshold."""
+    def process(self, frame: AudioFrame, strict: bool = False, echo_cancelled: bool = False) -> list[WakeDetected]:
+        """Score one frame; `strict` (an answer is playing) raises every threshold to responding_threshold,
+        or with `echo_cancelled` audio only to responding_threshold_aec when that is set."""
         if frame.sample < self._last_sample:
             # A new input stream (offsets start again): refractory times of the old one mean nothing.
             self._quiet_until.clear()
@@ -103,7 +105,7 @@ class WakeDetector:
         found: list[WakeDetected] = []
         for rule in self._rules:
             score = float(scores.get(self._keys[rule.label], 0.0))
-            threshold = max(rule.threshold, self._responding_threshold) if strict else rule.threshold
+            threshold = self.threshold(rule.threshold, strict, echo_cancelled)
             streak = self._streak.get(rule.label, 0) + 1 if score >= threshold else 0
             self._streak[rule.label] = streak
             if streak < rule.trigger_level or frame.sample < self._quiet_until.get(rule.label, 0):
@@ -113,6 +115,15 @@ class WakeDetector:
             log.debug("wake %s score %.3f at sample %d", rule.label, score, frame.sample)
             found.append(WakeDetected(rule.label, score, frame.sample))
         return found
+
+    def threshold(self, normal: float, strict: bool, echo_cancelled: bool) -> float:
+        """The score a model with threshold `normal` must reach now (while answering: `strict`)."""
+        if not strict:
+            return normal
+        if echo_cancelled:
+            aec = self._responding_threshold_aec
+            return normal if aec is None else max(normal, aec)
+        return max(normal, self._responding_threshold)
 
     def reset(self) -> None:
         """Forget buffered audio and scores (after our own playback, on resume) so stale audio cannot fire.
