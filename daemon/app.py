@@ -24,6 +24,7 @@ from daemon.core.choices import ChoiceStore, RuntimeChoices
 from daemon.core.controller import Controller
 from daemon.core.states import State
 from daemon.listen.endpoint import Endpointer
+from daemon.listen.gate import WakeGate
 from daemon.listen.wake import WakeDetector
 from daemon.mqtt.bridge import MqttBridge
 from daemon.observe import events as ev
@@ -66,7 +67,8 @@ async def build(
     bus = bus if bus is not None else EventBus()
     trace = Trace(bus, trace_path or settings.debug.trace or None)
     loop = asyncio.get_running_loop()
-    wake = await loop.run_in_executor(None, WakeDetector, settings.wake, settings.models_dir)
+    detector = await loop.run_in_executor(None, WakeDetector, settings.wake, settings.models_dir)
+    wake = WakeGate(detector, settings.wake) if settings.wake.gate == "vad" else detector
     voice = await _local_voice(settings)
     choices = ChoiceStore(
         settings.state_dir / "runtime.json",

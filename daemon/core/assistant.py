@@ -41,6 +41,7 @@ from daemon.core.choices import ChoiceStore
 from daemon.core.states import ACTIVE, QUIET, Deadlines, State, StateMachine, Transition, Trigger
 from daemon.core.turn import AnnouncementQueue, Outcome, PendingAnnouncement, Turn
 from daemon.listen.endpoint import Endpointer
+from daemon.listen.gate import WakeGate
 from daemon.listen.wake import WakeDetector
 from daemon.observe import events as ev
 from daemon.observe.bus import EventBus
@@ -67,7 +68,7 @@ class Parts:
 
     source: AudioSource
     sink: AudioSink
-    wake: WakeDetector
+    wake: WakeDetector | WakeGate  # WakeGate: the detector behind a voice-activity gate (wake.gate)
     endpointer: Endpointer
     responder: Responder
     voice: LocalVoice | None  # announcements and fallback (None: no local voice installed)

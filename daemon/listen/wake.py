@@ -119,6 +119,17 @@ class WakeDetector:
 
         openWakeWord then needs about a second of fresh audio before it can score a phrase again.
         """
+        self._forget_audio()
+        self._quiet_until.clear()
+
+    def rewind(self, sample: int) -> None:
+        """Forget buffered audio and scores but keep refractory times; the next block fed starts at input
+        sample `sample` (earlier than the last one: the same stream, not a new one). The wake gate calls it
+        before feeding the audio that led up to a voice, so a phrase detected before cannot fire twice."""
+        self._forget_audio()
+        self._last_sample = sample
+
+    def _forget_audio(self) -> None:
         pre = self._model.preprocessor
         pre.raw_data_buffer.clear()
         pre.melspectrogram_buffer = np.ones((76, 32))
@@ -128,4 +139,3 @@ class WakeDetector:
         for buffer in self._model.prediction_buffer.values():
             buffer.clear()
         self._streak.clear()
-        self._quiet_until.clear()
