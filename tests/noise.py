@@ -55,3 +55,9 @@ def voiced_level_dbfs(pcm: np.ndarray, frame: int = 480) -> float:
     frames = pcm[: len(pcm) // frame * frame].reshape(-1, frame).astype(np.float64)
     power = np.sort(np.mean(frames**2, axis=1))[len(frames) // 2 :]
     return float(10 * np.log10(np.mean(power) / 32768.0**2))
+
+
+def at_voiced_level(pcm: np.ndarray, level_dbfs: float) -> np.ndarray:
+    """Speech rescaled so its voiced frames sit at `level_dbfs` (a quieter or farther talker)."""
+    gain = 10 ** ((level_dbfs - voiced_level_dbfs(pcm)) / 20)
+    return np.asarray(np.clip(pcm.astype(np.float64) * gain, -32768, 32767).astype(np.int16))

@@ -89,14 +89,19 @@ class WakeGate:
             self._recent.clear()
         self._next_sample = frame.end_sample
         self._ring.append(frame)
-        voiced = self._voice_in(frame.pcm)
         if self._open:
+            # Open, only the hangover needs the VAD: one 30 ms frame per block (the block's last) is enough
+            # and keeps the gate's own cost under 2 % of the inference it lets through.
+            voiced = self._voiced(frame.pcm[-_VAD_FRAME_BYTES:])
             self._since_voice = 0 if voiced else self._since_voice + frame.samples
             found = self._score([frame], strict)
             if self._since_voice >= self._hangover_samples:
                 self._open = False
+                self._carry = b""
+                self._recent.clear()
                 log.debug("wake gate closed at sample %d", frame.end_sample)
             return found
+        self._voice_in(frame.pcm)
         if sum(self._recent) < OPEN_VOICED_FRAMES:
             return []
         self._open, self._since_voice = True, 0
@@ -122,6 +127,13 @@ class WakeGate:
         self.counters.scored += len(blocks)
         self._scored_until = blocks[-1].end_sample
         return [d for block in blocks for d in self._detector.process(block, strict)]
+
+    def _voiced(self, frame: bytes) -> bool:
+        """One 30 ms frame: above the floor and voiced."""
+        samples = np.frombuffer(frame, dtype=np.int16).astype(np.float32)
+        return bool(np.dot(samples, samples) >= self._floor_ms * len(samples)) and self._vad.is_speech(
+            frame, INPUT_RATE_HZ
+        )
 
     def _voice_in(self, pcm: bytes) -> bool:
         """Run the 30 ms VAD frames this block completes; True if any was voiced and above the floor."""

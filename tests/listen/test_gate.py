@@ -60,7 +60,7 @@ def test_the_gate_finds_the_same_wake_words_at_the_same_places(
     assert len(ungated) >= 2, ungated  # the clip really exercises detection
     assert [d.model for d in gated] == [d.model for d in ungated]
     assert all(abs(g.sample - u.sample) <= SAME_WITHIN for g, u in zip(gated, ungated, strict=True)), (gated, ungated)
-    assert gate.counters.openings >= 2  # the pauses closed it: the preroll path was exercised
+    assert gate.counters.openings >= (2 if snr_db is None else 1)  # clean: the pauses closed it, preroll re-fed
     assert gate.counters.scored < gate.counters.blocks + gate.counters.openings * 25
 
 
