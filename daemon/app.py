@@ -7,17 +7,22 @@ together, so `hark run`, `hark demo`, the tests and the benchmarks all run the v
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from daemon.answer.cloud import CloudResponder
+from daemon.answer.deferred import DeferredResponder
 from daemon.answer.responder import ChimeResponder, Responder
 from daemon.answer.tools import ToolRegistry
 from daemon.answer.voice import LocalVoice, VoiceError
 from daemon.audio.chimes import builtin_chime, load_chimes
 from daemon.audio.sink import open_sink
 from daemon.audio.source import open_source
+from daemon.config.models import ModelError, piper_voice_path
 from daemon.config.settings import Secrets, Settings
 from daemon.core.assistant import Assistant, Parts
 from daemon.core.choices import ChoiceStore, RuntimeChoices
@@ -26,11 +31,14 @@ from daemon.core.states import State
 from daemon.listen.endpoint import Endpointer
 from daemon.listen.gate import WakeGate
 from daemon.listen.wake import WakeDetector
-from daemon.mqtt.bridge import MqttBridge
 from daemon.observe import events as ev
 from daemon.observe.bus import EventBus
 from daemon.observe.trace import Trace
 from daemon.system import service, tasks
+
+if TYPE_CHECKING:  # paho and the openai SDK are imported when they are used, not before READY=1
+    from daemon.answer.cloud import CloudResponder
+    from daemon.mqtt.bridge import MqttBridge
 
 log = logging.getLogger(__name__)
 Closer = Callable[[], Awaitable[None]]
@@ -61,15 +69,26 @@ class Daemon:
 
 
 async def build(
-    settings: Settings, secrets: Secrets, bus: EventBus | None = None, trace_path: str | None = None
+    settings: Settings,
+    secrets: Secrets,
+    bus: EventBus | None = None,
+    trace_path: str | None = None,
+    *,
+    ready_early: bool = False,
 ) -> Daemon:
-    """Load models, open audio, connect what is configured. Raises on what cannot work (missing models)."""
+    """Load the wake model, open audio, connect what is configured. Raises on what cannot work (missing models).
+
+    `ready_early` (`hark run`): return as soon as listening can start; the cloud responder (the openai SDK's
+    imports) and the local voice are built in the background right after, and whatever needs them first
+    waits for them. Otherwise (tests, demo, benchmarks) they are built before this returns."""
+    started = time.monotonic()
     bus = bus if bus is not None else EventBus()
     trace = Trace(bus, trace_path or settings.debug.trace or None)
     loop = asyncio.get_running_loop()
     detector = await loop.run_in_executor(None, WakeDetector, settings.wake, settings.models_dir)
     wake = WakeGate(detector, settings.wake) if settings.wake.gate == "vad" else detector
-    voice = await _local_voice(settings)
+    wake_s = time.monotonic() - started
+    voice = _local_voice(settings)
     choices = ChoiceStore(
         settings.state_dir / "runtime.json",
         RuntimeChoices(muted=False, volume=settings.audio.volume, wake_enabled=settings.wake.enabled),
@@ -82,7 +101,7 @@ async def build(
     responder: Responder = (
         ChimeResponder(chimes.get("done") or builtin_chime("done"))
         if settings.conversation.responder == "chime"
-        else make_responder(settings, secrets, bus, voice, tools)
+        else DeferredResponder(lambda: _cloud_responder(settings, secrets, bus, voice, tools))
     )
     parts = Parts(
         source=source,
@@ -108,6 +127,10 @@ async def build(
     daemon.closers += [("the microphone", source.aclose), ("the speaker", sink.aclose)]
     if voice is not None:
         daemon.closers.append(("the local voice", voice.close))
+    loading = tasks.spawn(_load_after(responder, voice if settings.fallback.load == "start" else None), "hark-loads")
+    if not ready_early:
+        await loading
+    log.info("listening parts up in %.2f s (wake models %.2f s)", time.monotonic() - started, wake_s)
     return daemon
 
 
@@ -115,20 +138,42 @@ def make_responder(
     settings: Settings, secrets: Secrets, bus: EventBus, voice: LocalVoice | None, tools: ToolRegistry
 ) -> CloudResponder:
     """The Realtime model answers; the local voice answers whenever it cannot (see daemon.answer.cloud)."""
+    from daemon.answer.cloud import CloudResponder
+
     return CloudResponder(settings, secrets, bus, voice, tools)
 
 
-async def _local_voice(settings: Settings) -> LocalVoice | None:
-    voice = LocalVoice(settings.fallback, settings.models_dir)
-    if settings.fallback.load == "lazy":
-        return voice
+async def _cloud_responder(
+    settings: Settings, secrets: Secrets, bus: EventBus, voice: LocalVoice | None, tools: ToolRegistry
+) -> Responder:
+    """Background, right after start: the openai SDK is imported in a worker thread, off the loop."""
+    await asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "daemon.answer.cloud")
+    return make_responder(settings, secrets, bus, voice, tools)
+
+
+def _local_voice(settings: Settings) -> LocalVoice | None:
+    """The voice object now (its files are checked here, so a missing voice is reported at start and
+    announcements say so at once); the model itself loads in the background (`_load_voice`) or on first use."""
+    try:
+        piper_voice_path(settings.fallback.voice, settings.models_dir)
+    except ModelError as e:
+        log.error("local voice unavailable: %s; offline answers and announcements are off", e)
+        return None
+    return LocalVoice(settings.fallback, settings.models_dir)
+
+
+async def _load_after(responder: Responder, voice: LocalVoice | None) -> None:
+    """Right after READY=1, one after the other (a 2-core board also has to keep listening): the cloud
+    responder, then the voice (fallback.load = "start"). Whatever needs either before waits for it."""
+    if isinstance(responder, DeferredResponder):
+        with contextlib.suppress(Exception):  # its own task logs a failure
+            await responder.wait()
+    if voice is None:
+        return
     try:
         await voice.load()
     except VoiceError as e:
-        log.error("local voice unavailable: %s; offline answers and announcements are off", e)
-        await voice.close()
-        return None
-    return voice
+        log.error("local voice unavailable: %s; offline answers and announcements will fail", e)
 
 
 async def run(settings: Settings, secrets: Secrets, trace_path: str | None = None) -> int:
@@ -138,15 +183,9 @@ async def run(settings: Settings, secrets: Secrets, trace_path: str | None = Non
     service.status("loading models and opening audio")
     bus = EventBus()
     bus.subscribe(ev.StateChanged, _status_line)
-    daemon = await build(settings, secrets, bus, trace_path)
+    daemon = await build(settings, secrets, bus, trace_path, ready_early=True)
     watchdog = service.Watchdog()
     daemon.assistant.parts.on_frame.append(watchdog.pet)
-    metrics = None
-    if settings.metrics.port:
-        from daemon.observe.metrics import Metrics
-
-        metrics = Metrics(bus)
-        metrics.start(settings.metrics.port, settings.metrics.host)
     main = asyncio.current_task()
 
     def on_term() -> None:
@@ -158,6 +197,12 @@ async def run(settings: Settings, secrets: Secrets, trace_path: str | None = Non
     watchdog.start()
     idle_pets = tasks.spawn(_pet_while_capture_is_off(daemon.assistant, watchdog), "hark-watchdog-off")
     service.ready("listening for the wake word")
+    metrics = None
+    if settings.metrics.port:  # after READY=1: prometheus_client is not needed to hear the wake word
+        from daemon.observe.metrics import Metrics
+
+        metrics = Metrics(bus)
+        metrics.start(settings.metrics.port, settings.metrics.host)
     status = 0
     try:
         status = await daemon.assistant.run()
