@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,11 +21,11 @@ from daemon.answer.responder import ChimeResponder, Responder
 from daemon.answer.tools import ToolRegistry
 from daemon.answer.voice import LocalVoice, VoiceError
 from daemon.audio.chimes import builtin_chime, load_chimes
-from daemon.audio.sink import open_sink
+from daemon.audio.sink import AudioSink, open_sink
 from daemon.audio.source import open_source
 from daemon.config.models import ModelError, piper_voice_path
 from daemon.config.settings import Secrets, Settings
-from daemon.core.assistant import Assistant, Parts
+from daemon.core.assistant import Assistant, Parts, cancel_task
 from daemon.core.choices import ChoiceStore, RuntimeChoices
 from daemon.core.controller import Controller
 from daemon.core.states import State
@@ -56,6 +57,8 @@ class Daemon:
     tools: ToolRegistry
     bridge: MqttBridge | None = None
     closers: list[tuple[str, Closer]] = field(default_factory=list)
+    loading: asyncio.Task[None] | None = None
+    """The background loads after READY=1 (cloud responder, local voice)."""
     """What aclose() runs, in this order: the assistant first (silence, state idle), then MQTT (so `offline`
     goes out promptly and nothing is published after it), then the slower audio and voice teardown."""
 
@@ -85,7 +88,16 @@ async def build(
     bus = bus if bus is not None else EventBus()
     trace = Trace(bus, trace_path or settings.debug.trace or None)
     loop = asyncio.get_running_loop()
-    detector = await loop.run_in_executor(None, WakeDetector, settings.wake, settings.models_dir)
+    # The speaker opens and settles (~1.5 s with PulseAudio) in the background: listening does not need it,
+    # and whatever plays before it is up waits in its buffer.
+    sink = open_sink(settings.audio, bus)
+    sink_up = tasks.spawn(_timed(sink.start(), "speaker"), "hark-sink-start")
+    try:
+        detector = await loop.run_in_executor(None, WakeDetector, settings.wake, settings.models_dir)
+    except BaseException:
+        await cancel_task(sink_up)
+        await sink.aclose()
+        raise
     wake = WakeGate(detector, settings.wake) if settings.wake.gate == "vad" else detector
     wake_s = time.monotonic() - started
     voice = _local_voice(settings)
@@ -94,8 +106,6 @@ async def build(
         RuntimeChoices(muted=False, volume=settings.audio.volume, wake_enabled=settings.wake.enabled),
     )
     chimes = load_chimes(settings.chimes)
-    sink = open_sink(settings.audio, bus)
-    await sink.start()
     source = open_source(settings.audio, bus)
     tools = ToolRegistry(settings.tools)
     responder: Responder = (
@@ -124,12 +134,13 @@ async def build(
             settings, secrets, bus, controller, choices.current, assistant.sm.state, tools, wake.names
         )
         daemon.closers.append(("MQTT", daemon.bridge.stop))
-    daemon.closers += [("the microphone", source.aclose), ("the speaker", sink.aclose)]
+    daemon.closers += [("the microphone", source.aclose), ("the speaker", lambda: _close_sink(sink_up, sink))]
     if voice is not None:
         daemon.closers.append(("the local voice", voice.close))
     loading = tasks.spawn(_load_after(responder, voice if settings.fallback.load == "start" else None), "hark-loads")
+    daemon.loading = loading
     if not ready_early:
-        await loading
+        await asyncio.gather(sink_up, loading)
     log.info("listening parts up in %.2f s (wake models %.2f s)", time.monotonic() - started, wake_s)
     return daemon
 
@@ -141,6 +152,17 @@ def make_responder(
     from daemon.answer.cloud import CloudResponder
 
     return CloudResponder(settings, secrets, bus, voice, tools)
+
+
+async def _timed(work: Awaitable[None], what: str) -> None:
+    started = time.monotonic()
+    await work
+    log.info("%s up in %.2f s", what, time.monotonic() - started)
+
+
+async def _close_sink(starting: asyncio.Task[None], sink: AudioSink) -> None:
+    await cancel_task(starting)
+    await sink.aclose()
 
 
 async def _cloud_responder(
@@ -219,6 +241,13 @@ async def run(settings: Settings, secrets: Secrets, trace_path: str | None = Non
         if metrics is not None:
             metrics.stop()
         signal_tasks.clear()
+        if daemon.loading is not None and not daemon.loading.done():
+            # Stopped within seconds of start: a model load in a worker thread cannot be interrupted, and the
+            # interpreter would join that thread at exit. Everything is closed (offline published, trace
+            # flushed), so leave now rather than hold systemd's stop up for the rest of the load.
+            log.info("stopped while models were still loading; exiting without waiting for them")
+            logging.shutdown()
+            os._exit(status)
     return status
 
 
