@@ -128,11 +128,12 @@ async def build(
     daemon = Daemon(settings, assistant, controller, bus, trace, tools)
     daemon.closers.append(("the assistant", assistant.shutdown))
     if settings.mqtt.host:
-        from daemon.mqtt.link import attach
+        from daemon.mqtt.link import arbiter_for, attach
 
         daemon.bridge = attach(
             settings, secrets, bus, controller, choices.current, assistant.sm.state, tools, wake.names
         )
+        parts.arbiter = arbiter_for(settings, daemon.bridge)
         daemon.closers.append(("MQTT", daemon.bridge.stop))
     daemon.closers += [("the microphone", source.aclose), ("the speaker", lambda: _close_sink(sink_up, sink))]
     if voice is not None:

@@ -270,6 +270,11 @@ class MqttSettings(_Section):
     max_payload_bytes: Annotated[int, Field(ge=64, le=1_000_000)] = 4096
     reconnect_min_s: PositiveS = 1.0
     reconnect_max_s: PositiveS = 60.0
+    arbitration_ms: Annotated[int, Field(ge=0, le=2000)] = 0
+    """With several speakers on one broker: after a wake word, wait this long for the others' claims; only the
+    one that heard it loudest answers (e.g. 150; 0 = off: every speaker that hears it answers)."""
+    arbitration_group: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = "home"
+    """Speakers arbitrate with their group only (e.g. one group per floor): topic hark/arbitration/<group>."""
 
     @field_validator("base_topic", "discovery_prefix")
     @classmethod

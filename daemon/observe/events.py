@@ -272,3 +272,14 @@ class ResponseDone(Event):
     status: str
     usage: dict[str, Any]
     cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class Arbitration(Event):
+    """Wake arbitration over MQTT ended: `won` = this speaker answers; `winner` and every claim considered
+    (device, level_dbfs, score), best first."""
+
+    NAME: ClassVar[str] = "arbitration"
+    won: bool
+    winner: str
+    claims: tuple[tuple[str, float, float], ...]
