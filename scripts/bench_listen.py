@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Benchmark the listening pipeline against a bare openWakeWord loop on the same audio.
 
-    .venv/bin/python scripts/bench_listen.py [--quick] [--reps 5] [--seconds 60] [--models DIR]
+    .venv/bin/python scripts/bench_listen.py [--quick] [--reps 5] [--seconds 60] [--models DIR] [--part bare|gate|all]
+
+Part "bare": the pipeline against openWakeWord's own loop. Part "gate": the pipeline with `wake.gate = "vad"`
+against `"off"` on room scenes (silence, room noise, continuous speech, a distant TV, wake speech clean and
+at 10 dB SNR): CPU per audio-second side by side, and the wake detections (count and samples) of each.
 
 Each measurement runs in a fresh child process (so peak RSS belongs to one job, not to all of them), and the
 two jobs alternate A B A B … so that a busy neighbour on this shared machine slows both alike. CPU time is the
@@ -101,7 +105,7 @@ def bare_job(wav: Path, models_dir: Path, names: list[str]) -> dict[str, Any]:
     return {"cpu_s": cpu, "wall_s": wall, "audio_s": len(pcm) / INPUT_RATE_HZ}
 
 
-def pipeline_job(wav: Path, models_dir: Path, names: list[str]) -> dict[str, Any]:
+def pipeline_job(wav: Path, models_dir: Path, names: list[str], gate: str = "off") -> dict[str, Any]:
     """The real daemon on the WAV at full speed; only `assistant.run()` is timed, not `build()`."""
     from tests.harness import settings_for, start
 
@@ -111,7 +115,7 @@ def pipeline_job(wav: Path, models_dir: Path, names: list[str]) -> dict[str, Any
                 Path(tmp),
                 models_dir,
                 wav,
-                wake={"models": names},
+                wake={"models": names, "gate": gate},
                 endpoint={"start_timeout_s": 1.0},
                 fallback={"load": "lazy"},
             )
@@ -126,16 +130,23 @@ def pipeline_job(wav: Path, models_dir: Path, names: list[str]) -> dict[str, Any
 
         audio_s = len(read_wav(wav)[0]) / INPUT_RATE_HZ
         resets = sum(1 for r in run.events("state") if r["from"] == "listening")
-        wakes = len(run.events("wake_detected"))
-        return {"cpu_s": cpu, "wall_s": wall, "audio_s": audio_s, "wakes": wakes, "resets": resets}
+        wakes = [r["sample"] for r in run.events("wake_detected")]
+        return {
+            "cpu_s": cpu,
+            "wall_s": wall,
+            "audio_s": audio_s,
+            "wakes": len(wakes),
+            "samples": wakes,
+            "resets": resets,
+        }
 
     return asyncio.run(go())
 
 
-def child(kind: str, wav: Path, models_dir: Path, names: list[str]) -> dict[str, Any]:
+def child(kind: str, wav: Path, models_dir: Path, names: list[str], gate: str = "off") -> dict[str, Any]:
     """Run one job in a fresh interpreter and read back its figures (and its own peak RSS)."""
     cmd = [sys.executable, __file__, "--child", kind, "--wav", str(wav), "--models", str(models_dir)]
-    cmd += ["--wake", ",".join(names)]
+    cmd += ["--wake", ",".join(names), "--gate", gate]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{kind} job failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -183,6 +194,96 @@ def rows_for(names: list[str], runs: dict[str, list[dict[str, Any]]]) -> list[li
     return rows
 
 
+# --- the gate: vad vs off on room scenes ----------------------------------------------------------------------
+
+GATE_SILENCE_TARGET = 0.30
+GATE_SPEECH_TARGET = 1.05
+
+
+def gate_scenes(models: Path, cache: Path, seconds: float) -> list[tuple[str, Path, float | None]]:
+    """(name, WAV, target ratio gated/ungated or None) for each room the gate is judged in."""
+    import numpy as np
+
+    from tests import noise
+    from tests.speech import Speech, write_wav
+
+    speech = Speech(cache, models)
+    n = round(seconds * INPUT_RATE_HZ)
+    talk = [speech.espeak(s) for s in OTHER_SPEECH] + [speech.piper(s) for s in OTHER_SPEECH]
+    continuous = speech.concat([talk[i % len(talk)] for i in range(int(seconds))], [0.2] * (int(seconds) + 1))
+    talk_pcm = np.resize(continuous.pcm, n)
+    wake_clip, _ = make_clip(models, cache, seconds)
+    from tests.speech import read_wav
+
+    wake_pcm = read_wav(wake_clip)[0]
+    level = noise.voiced_level_dbfs(wake_pcm)
+    scenes: dict[str, tuple[Any, float | None]] = {
+        "silence (digital)": (np.zeros(n, dtype=np.int16), GATE_SILENCE_TARGET),
+        "room noise: pink −55 dBFS + fridge hum −58 dBFS": (
+            noise.mix(noise.pink_noise(seconds, -55.0, seed=1), noise.hum(seconds, -58.0)),
+            GATE_SILENCE_TARGET,
+        ),
+        "continuous speech": (talk_pcm, GATE_SPEECH_TARGET),
+        "distant TV: speech at −50 dBFS over pink −60": (
+            noise.mix(noise.at_voiced_level(talk_pcm, -50.0), noise.pink_noise(seconds, -60.0, seed=2)),
+            None,
+        ),
+        "wake speech, clean": (wake_pcm, None),
+        "wake speech, 10 dB pink noise": (
+            noise.with_snr(wake_pcm, noise.pink_noise(len(wake_pcm) / INPUT_RATE_HZ, -30.0, seed=3), 10.0, level),
+            None,
+        ),
+    }
+    out = []
+    for i, (name, (pcm, target)) in enumerate(scenes.items()):
+        path = cache / f"bench-gate-{i}-{round(seconds)}.wav"
+        write_wav(path, pcm)
+        out.append((name, path, target))
+    return out
+
+
+def gate_rows(models: Path, cache: Path, seconds: float, reps: int) -> list[list[str]]:
+    rows = []
+    for name, wav, target in gate_scenes(models, cache, seconds):
+        runs: dict[str, list[dict[str, Any]]] = {"off": [], "vad": []}
+        for rep in range(reps):
+            for gate in ("off", "vad") if rep % 2 == 0 else ("vad", "off"):
+                runs[gate].append(child("pipeline", wav, models, list(ONE_MODEL), gate))
+        print(f"  gate: {name} done", file=sys.stderr, flush=True)
+        per = {g: [r["cpu_s"] / r["audio_s"] for r in runs[g]] for g in runs}
+        ratios = [v / o for v, o in zip(per["vad"], per["off"], strict=True)]
+        ratio = statistics.median(ratios)
+        off_wakes, vad_wakes = runs["off"][0]["samples"], runs["vad"][0]["samples"]
+        same = len(off_wakes) == len(vad_wakes) and all(
+            abs(a - b) <= WAKE_STEP_SAMPLES for a, b in zip(off_wakes, vad_wakes, strict=True)
+        )
+        stable = all(r["samples"] == runs[g][0]["samples"] for g in runs for r in runs[g])
+        verdict = "" if target is None else f"≤ {target:.2f}×: {'met' if ratio <= target else 'MISSED'}"
+        rows.append(
+            [
+                name,
+                f"{statistics.median(per['off']) * 1000:.2f} ms",
+                f"{statistics.median(per['vad']) * 1000:.2f} ms",
+                f"**{ratio:.2f}×** ({min(ratios):.2f}–{max(ratios):.2f})",
+                f"{len(off_wakes)} / {len(vad_wakes)}: {'same' if same else 'DIFFERENT'}"
+                + ("" if stable else " (runs vary)"),
+                verdict,
+            ]
+        )
+    return rows
+
+
+def print_gate_table(rows: list[list[str]], seconds: float, reps: int) -> None:
+    print(
+        f'\nwake.gate = "vad" against "off": the whole daemon, 1 wake model, {seconds:.0f} s scenes, {reps} '
+        "interleaved reps, medians (range of the per-rep ratios)\n"
+    )
+    print("| scene | CPU per audio-s, gate off | gate vad | vad / off | wake detections off / vad | target |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default 5, quick 3)")
@@ -193,6 +294,8 @@ def main() -> int:
     parser.add_argument("--child", choices=("bare", "pipeline"), help=argparse.SUPPRESS)
     parser.add_argument("--wav", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--wake", default="hey_jarvis", help=argparse.SUPPRESS)
+    parser.add_argument("--gate", choices=("off", "vad"), default="off", help=argparse.SUPPRESS)
+    parser.add_argument("--part", choices=("bare", "gate", "all"), default="all", help="which table(s) to print")
     args = parser.parse_args()
     reps = args.reps if args.reps is not None else (3 if args.quick else 5)
     seconds = args.seconds if args.seconds is not None else (20.0 if args.quick else 60.0)
@@ -208,13 +311,21 @@ def main() -> int:
         unknown = [n for n in names if n not in BUILTIN_WAKE_MODELS]
         if unknown:
             parser.error(f"--wake {args.wake}: unknown {unknown}; expected names from {BUILTIN_WAKE_MODELS}")
-        job = bare_job if args.child == "bare" else pipeline_job
-        out = job(args.wav, args.models, names)
+        out = (
+            bare_job(args.wav, args.models, names)
+            if args.child == "bare"
+            else pipeline_job(args.wav, args.models, names, args.gate)
+        )
         out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(out))
         return 0
 
     args.cache.mkdir(parents=True, exist_ok=True)
+    if args.part != "bare":
+        gate_table = gate_rows(args.models, args.cache, seconds, reps)
+        if args.part == "gate":
+            print_gate_table(gate_table, seconds, reps)
+            return 0
     wav, wakes = make_clip(args.models, args.cache, seconds)
     audio_s = _wav_s(wav)
     rows: list[list[str]] = []
@@ -231,6 +342,8 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+    if args.part == "all":
+        print_gate_table(gate_table, seconds, reps)
     return 0
 
 

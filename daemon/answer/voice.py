@@ -260,9 +260,13 @@ class LocalVoice:
             self.sentences_synthesized += 1
 
     async def close(self) -> None:
-        """Let the worker finish its current sentence and stop; the voice cannot speak afterwards."""
+        """Let the worker finish its current sentence and stop; the voice cannot speak afterwards.
+        A load still in progress (it runs right after start) is not waited for: it cannot be interrupted."""
         self._closed = True
-        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+        if self._load_lock.locked() and self._voice is None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
         self._voice = None
 
 

@@ -129,6 +129,15 @@ class WakeSettings(_Section):
     canceller removes the answer from what the detector hears)."""
     enabled: bool = True
     """Wake-word detection on/off (also over MQTT; persisted)."""
+    gate: Literal["vad", "off"] = "vad"
+    """"vad": run the wake models only while webrtcvad hears a voice above `gate_floor_dbfs` (a quiet room
+    costs almost no CPU; detections are the same). "off": score every 80 ms block."""
+    gate_floor_dbfs: Annotated[float, Field(ge=-90, le=-10)] = -50.0
+    """A 30 ms frame quieter than this (RMS, dBFS) never opens the gate: steady room noise stays out."""
+    gate_hangover_s: Annotated[float, Field(ge=0.3, le=10)] = 1.0
+    """The gate stays open this long after the last voiced frame (the score peaks just after the phrase)."""
+    gate_preroll_s: Annotated[float, Field(ge=1.5, le=8)] = 2.0
+    """Audio fed to the wake models when the gate opens: their features need ~2 s of context."""
 
     @field_validator("models", mode="before")
     @classmethod
@@ -435,6 +444,11 @@ class MqttSettings(_Section):
     max_payload_bytes: Annotated[int, Field(ge=64, le=1_000_000)] = 4096
     reconnect_min_s: PositiveS = 1.0
     reconnect_max_s: PositiveS = 60.0
+    arbitration_ms: Annotated[int, Field(ge=0, le=2000)] = 0
+    """With several speakers on one broker: after a wake word, wait this long for the others' claims; only the
+    one that heard it loudest answers (e.g. 150; 0 = off: every speaker that hears it answers)."""
+    arbitration_group: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = "home"
+    """Speakers arbitrate with their group only (e.g. one group per floor): topic hark/arbitration/<group>."""
 
     @field_validator("base_topic", "discovery_prefix")
     @classmethod

@@ -40,8 +40,10 @@ from daemon.config.settings import Settings
 from daemon.core.choices import ChoiceStore
 from daemon.core.states import ACTIVE, QUIET, Deadlines, State, StateMachine, Transition, Trigger
 from daemon.core.turn import AnnouncementQueue, Outcome, PendingAnnouncement, Turn
+from daemon.listen.gate import WakeGate
 from daemon.listen.turn import TurnDetector, TurnEvent
 from daemon.listen.wake import WakeDetector
+from daemon.mqtt.arbitration import Arbiter, speech_level_dbfs
 from daemon.observe import events as ev
 from daemon.observe.bus import EventBus
 from daemon.observe.events import NoSpeech, SpeechEnded, WakeDetected
@@ -67,13 +69,14 @@ class Parts:
 
     source: AudioSource
     sink: AudioSink
-    wake: WakeDetector
+    wake: WakeDetector | WakeGate  # WakeGate: the detector behind a voice-activity gate (wake.gate)
     endpointer: TurnDetector  # webrtcvad + the end-of-turn model
     responder: Responder
     voice: LocalVoice | None  # announcements and fallback (None: no local voice installed)
     chimes: dict[str, AudioChunk | None]
     choices: ChoiceStore
     on_frame: list[Callable[[], None]] = field(default_factory=list)  # watchdog pet, metrics
+    arbiter: Arbiter | None = None  # wake arbitration with the other speakers (mqtt.arbitration_ms)
 
 
 def deadlines_for(settings: Settings) -> Deadlines:
@@ -100,6 +103,8 @@ class Assistant:
         self._preroll: deque[AudioFrame] = deque(maxlen=max(1, settings.endpoint.preroll_ms // frame_ms))
         self._wake_block = bytearray()
         self._wake_block_start = 0
+        self._held: list[AudioFrame] = []  # frames captured while arbitrating
+        self._replaying = False  # the held frames are being fed to the endpointer (see _arbitrate)
         self._turn: Turn | None = None
         self._queue = AnnouncementQueue(settings.announcements.queue_size)
         self._commands: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
@@ -139,10 +144,14 @@ class Assistant:
         for hook in self.parts.on_frame:
             hook()
         self._last_sample = frame.end_sample
-        if self.sm.state is State.LISTENING:
+        if self.sm.state is State.LISTENING and self._replaying:
+            self._held.append(frame)  # the arbitration window's audio is still being replayed: keep the order
+        elif self.sm.state is State.LISTENING:
             self.parts.responder.append(frame.pcm)
             for event in await self.parts.endpointer.process(frame, self._infer):
                 self._on_endpoint(event)
+        elif self.sm.state is State.ARBITRATING:
+            self._held.append(frame)  # the request may start at once: kept for the winner, sent nowhere yet
         elif self.sm.listens_for_wake:
             block = self._wake_input(frame)
             if block is not None:
@@ -185,9 +194,50 @@ class Assistant:
 
     async def _on_wake(self, det: WakeDetected) -> None:
         self.bus.publish(WakeDetected(det.model, round(det.score, 3), det.sample, state=str(self.sm.state)))
+        if self.parts.arbiter is not None and self.sm.state is State.IDLE and self._turn is None:
+            self._claim(det, self.parts.arbiter)
+            return
         if self._turn is not None or self.sm.state is State.PROCESSING:
             await self._interrupt("barge-in")
         self._begin_listening(f"wake word {det.model}", det.sample + WAKE_STEP_SAMPLES, preroll=True)
+
+    def _claim(self, det: WakeDetected, arbiter: Arbiter) -> None:
+        """Several speakers heard it: claim it and wait the window; nothing plays, nothing is sent meanwhile."""
+        if self.sm.handle(Trigger.CLAIM, f"wake word {det.model}") is None:
+            return
+        preroll = list(self._preroll)
+        self._held = []
+        tasks.spawn(self._arbitrate(det, arbiter, preroll), "hark-arbitration")
+
+    async def _arbitrate(self, det: WakeDetected, arbiter: Arbiter, preroll: list[AudioFrame]) -> None:
+        won, claims = await arbiter.contest(speech_level_dbfs(preroll), det.score)
+        held, self._held = self._held, []
+        if self.sm.state is not State.ARBITRATING:
+            return  # stopped, muted or a listen command meanwhile
+        self.bus.publish(
+            ev.Arbitration(won, claims[0].device, tuple((c.device, c.level_dbfs, c.score) for c in claims))
+        )
+        if not won:
+            self.sm.handle(Trigger.STAND_DOWN, f"{claims[0].device} answers")
+            return
+        self._preroll.clear()
+        self._preroll.extend(preroll)
+        if self._begin_listening(f"wake word {det.model}", det.sample + WAKE_STEP_SAMPLES, preroll=True):
+            # what was said during the window, in order, before any newer frame: frames that arrive while an
+            # end-of-turn judgement is awaited here join the queue rather than overtake it
+            self._held, self._replaying = held, True
+            try:
+                while self._held and self._listening():
+                    frame = self._held.pop(0)
+                    self.parts.responder.append(frame.pcm)
+                    for event in await self.parts.endpointer.process(frame, self._infer):
+                        self._on_endpoint(event)
+            finally:
+                self._held, self._replaying = [], False
+
+    def _listening(self) -> bool:
+        """Read afresh (a judgement awaited meanwhile may have ended the request)."""
+        return self.sm.state is State.LISTENING
 
     def _begin_listening(self, reason: str, sample: int, preroll: bool) -> bool:
         if self.sm.handle(Trigger.WAKE, reason) is None:
@@ -461,7 +511,7 @@ class Assistant:
         if change.after not in ACTIVE:
             self.parts.endpointer.stop()
             asyncio.get_running_loop().call_soon(self._pump)
-        if change.before in (State.LISTENING, State.MUTED, State.ERROR):
+        if change.before in (State.ARBITRATING, State.LISTENING, State.MUTED, State.ERROR):
             self._reset_wake()  # detection resumes after a gap: its buffer still holds the old audio
 
     def _on_timeout(self) -> None:

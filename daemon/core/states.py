@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 class State(str, Enum):
     IDLE = "idle"
     """Waiting for the wake word; not one byte of audio leaves the device."""
+    ARBITRATING = "arbitrating"
+    """Heard the wake word and claimed it over MQTT; waiting `mqtt.arbitration_ms` for other speakers' claims.
+    Nothing plays and no audio leaves the device; the audio meanwhile is kept for the winner."""
     LISTENING = "listening"
     """Capturing the request (after a wake word, a listen command, or in the follow-up window)."""
     PROCESSING = "processing"
@@ -36,7 +39,9 @@ class State(str, Enum):
 
 
 class Trigger(str, Enum):
-    WAKE = "wake"  # wake word or listen command (also barge-in during an answer)
+    WAKE = "wake"  # wake word or listen command (also barge-in during an answer; won arbitration)
+    CLAIM = "claim"  # wake word heard, claimed over MQTT: arbitration with the other speakers begins
+    STAND_DOWN = "stand_down"  # another speaker heard it better and answers
     SPEECH_ENDED = "speech_ended"
     NO_SPEECH = "no_speech"
     ASK = "ask"  # a text question: straight to processing
@@ -57,7 +62,7 @@ class Trigger(str, Enum):
 
 
 S, T = State, Trigger
-ACTIVE = frozenset({S.LISTENING, S.PROCESSING, S.RESPONDING})
+ACTIVE = frozenset({S.ARBITRATING, S.LISTENING, S.PROCESSING, S.RESPONDING})
 """States in which the speaker is busy with someone's request (each has a deadline)."""
 QUIET = frozenset({S.IDLE, S.MUTED, S.ERROR})
 """States in which a queued announcement may start."""
@@ -68,6 +73,9 @@ WAKE_STATES = frozenset({S.IDLE, S.PROCESSING, S.RESPONDING})
 # means "accepted, nothing changes" (e.g. STOP while idle, an announcement while muted).
 TABLE: dict[tuple[State, Trigger], State] = {
     (S.IDLE, T.WAKE): S.LISTENING,
+    (S.IDLE, T.CLAIM): S.ARBITRATING,
+    (S.ARBITRATING, T.WAKE): S.LISTENING,  # won (or a listen command: it wins at once)
+    (S.ARBITRATING, T.STAND_DOWN): S.IDLE,
     (S.IDLE, T.ASK): S.PROCESSING,
     (S.IDLE, T.ANNOUNCE): S.RESPONDING,
     (S.IDLE, T.STOP): S.IDLE,
@@ -122,9 +130,11 @@ class Deadlines:
     listening_s: float
     processing_s: float
     responding_s: float
+    arbitrating_s: float = 2.0
 
     def of(self, state: State) -> float | None:
         return {
+            S.ARBITRATING: self.arbitrating_s,
             S.LISTENING: self.listening_s,
             S.PROCESSING: self.processing_s,
             S.RESPONDING: self.responding_s,

@@ -11,6 +11,8 @@ the detector is only ever used from one thread at a time.
 from __future__ import annotations
 
 import logging
+import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,23 @@ def resolve_rules(settings: WakeSettings, models_dir: Path) -> list[WakeRule]:
     return rules
 
 
+def _skip_verifier_training_import() -> None:
+    """openwakeword/__init__.py (0.6.0, pinned) imports `custom_verifier_model` only to export a training helper,
+    which pulls scikit-learn and scipy: ~1.5 s of a ~2 s start-up here, before the house can be heard. Hark
+    never trains verifiers, so that module is replaced by a stub whose helper says why it is missing (loading a
+    pickled verifier would still import scikit-learn through pickle, as before)."""
+    name = "openwakeword.custom_verifier_model"
+    if name in sys.modules or "openwakeword" in sys.modules:
+        return
+    stub = types.ModuleType(name, "stand-in: Hark does not train custom verifiers (see daemon.listen.wake)")
+
+    def train_custom_verifier(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("train_custom_verifier is not available inside Hark: train verifiers with openwakeword")
+
+    stub.train_custom_verifier = train_custom_verifier  # type: ignore[attr-defined]
+    sys.modules[name] = stub
+
+
 class WakeDetector:
     """Feed it every capture frame; it answers with the detections that frame completed."""
 
@@ -66,6 +85,7 @@ class WakeDetector:
         self._responding_threshold_aec = settings.responding_threshold_aec
         features = feature_model_paths(models_dir)
         # Imported here: openwakeword is installed with --no-deps and pulls numpy/onnxruntime on import.
+        _skip_verifier_training_import()
         from openwakeword.model import Model
 
         try:
@@ -130,6 +150,17 @@ class WakeDetector:
 
         openWakeWord then needs about a second of fresh audio before it can score a phrase again.
         """
+        self._forget_audio()
+        self._quiet_until.clear()
+
+    def rewind(self, sample: int) -> None:
+        """Forget buffered audio and scores but keep refractory times; the next block fed starts at input
+        sample `sample` (earlier than the last one: the same stream, not a new one). The wake gate calls it
+        before feeding the audio that led up to a voice, so a phrase detected before cannot fire twice."""
+        self._forget_audio()
+        self._last_sample = sample
+
+    def _forget_audio(self) -> None:
         pre = self._model.preprocessor
         pre.raw_data_buffer.clear()
         pre.melspectrogram_buffer = np.ones((76, 32))
@@ -139,4 +170,3 @@ class WakeDetector:
         for buffer in self._model.prediction_buffer.values():
             buffer.clear()
         self._streak.clear()
-        self._quiet_until.clear()

@@ -109,6 +109,9 @@ class MqttBridge:
         self._waiters: dict[str, list[tuple[str, asyncio.Future[str]]]] = {}
         self._response_topics = {t.response_topic for t in settings.tools if t.response_topic}
         self._retry_handle: asyncio.TimerHandle | None = None
+        self.arbitration_topic = f"hark/arbitration/{self._s.arbitration_group}" if self._s.arbitration_ms else ""
+        self.on_claim: Callable[[bytes], None] = lambda _payload: None
+        """Set by daemon.mqtt.link: every message on `arbitration_topic` (loop thread)."""
         self.dropped_events = 0
         self.client_id = self._s.client_id or f"hark-{settings.device_id}"
         self._client = make_client(self._s, self.client_id, password)
@@ -188,6 +191,12 @@ class MqttBridge:
         if not self._publish(f"{self.base}/{key}", value, retain=True) and self._client.is_connected():
             self._schedule_snapshot()  # queue full: resend the whole snapshot a little later
 
+    def publish_claim(self, payload: str) -> bool:
+        """A wake-word claim on the group's arbitration topic (QoS 0, not retained); False if not connected."""
+        if not self.arbitration_topic or not self._client.is_connected():
+            return False
+        return self._client.publish(self.arbitration_topic, payload, 0).rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
     def _publish(self, topic: str, payload: str | bytes, retain: bool) -> bool:
         if not self._client.is_connected():
             return False
@@ -225,7 +234,10 @@ class MqttBridge:
         topics = [f"{self.base}/cmd/#", f"{GROUP_TOPIC}/cmd/#", *sorted(self._response_topics)]
         if self._s.discovery:
             topics.append(self._ha_status)
-        client.subscribe([(t, self._s.qos) for t in topics])
+        subscriptions = [(t, self._s.qos) for t in topics]
+        if self.arbitration_topic:
+            subscriptions.append((self.arbitration_topic, 0))  # a late claim is worthless: QoS 0
+        client.subscribe(subscriptions)
         self._to_loop(self._publish_snapshot)
 
     def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
@@ -244,6 +256,10 @@ class MqttBridge:
     # --- incoming (loop thread) ---------------------------------------------------------------------------
 
     def _handle_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        if topic == self.arbitration_topic:
+            if not retained:  # a retained claim is some earlier wake word's
+                self.on_claim(payload)
+            return
         if topic in self._waiters or topic in self._response_topics:
             if not retained:  # a retained reply is stale: it answers some earlier call
                 self._resolve_tool_reply(topic, payload)

@@ -17,6 +17,7 @@ from daemon.audio.frames import INPUT_RATE_HZ
 from daemon.config.settings import Secrets, Settings, ToolSettings
 from daemon.core.choices import RuntimeChoices
 from daemon.core.states import State
+from daemon.mqtt.arbitration import Arbiter
 from daemon.mqtt.bridge import Controller, MqttBridge
 from daemon.observe import events as ev
 from daemon.observe.bus import EventBus
@@ -105,3 +106,13 @@ def attach(  # noqa: PLR0917 - the wiring's one call site names each part
     bridge.start()
     log.info("MQTT: %s:%d as %s under %s", settings.mqtt.host, settings.mqtt.port, bridge.client_id, bridge.base)
     return bridge
+
+
+def arbiter_for(settings: Settings, bridge: MqttBridge) -> Arbiter | None:
+    """mqtt.arbitration_ms > 0: claims go out through the bridge and come back to the arbiter."""
+    if not settings.mqtt.arbitration_ms:
+        return None
+    arbiter = Arbiter(settings.device_id, settings.mqtt.arbitration_ms, bridge.publish_claim)
+    bridge.on_claim = arbiter.on_message
+    log.info("MQTT: wake arbitration on %s, %d ms window", bridge.arbitration_topic, settings.mqtt.arbitration_ms)
+    return arbiter

@@ -341,3 +341,14 @@ class CascadeUsage(Event):
     input_tokens: int | None = None
     output_tokens: int | None = None
     characters: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Arbitration(Event):
+    """Wake arbitration over MQTT ended: `won` = this speaker answers; `winner` and every claim considered
+    (device, level_dbfs, score), best first."""
+
+    NAME: ClassVar[str] = "arbitration"
+    won: bool
+    winner: str
+    claims: tuple[tuple[str, float, float], ...]

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from daemon.core.states import TABLE, Deadlines, State, StateMachine, Transition, Trigger
 
 DEADLINES = Deadlines(listening_s=20.0, processing_s=15.0, responding_s=60.0)
-ACTIVE = {State.LISTENING, State.PROCESSING, State.RESPONDING}
+ACTIVE = {State.ARBITRATING, State.LISTENING, State.PROCESSING, State.RESPONDING}
 
 
 class Clock:

@@ -129,7 +129,7 @@ def test_every_entity_the_issue_asks_for_is_there() -> None:
     assert by_platform["number"] == ["volume"] and by_platform["event"] == ["wake_detected"]
     assert by_platform["notify"] == ["say"] and by_platform["text"] == ["ask"]
     assert sorted(by_platform["sensor"]) == ["last_cost", "last_transcript", "state"]
-    assert comps["state"]["ops"] == ["idle", "listening", "processing", "responding", "muted", "error"]
+    assert comps["state"]["ops"] == ["idle", "arbitrating", "listening", "processing", "responding", "muted", "error"]
     assert comps["mute"]["stat_t"] == f"{BASE}/mute" and comps["mute"]["cmd_t"] == f"{BASE}/cmd/mute"
     assert comps["volume"]["stat_t"] == f"{BASE}/volume"
     assert (comps["volume"]["min"], comps["volume"]["max"]) == (0, 100)
