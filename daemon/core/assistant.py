@@ -37,13 +37,13 @@ from daemon.audio.frames import (
 from daemon.audio.sink import AudioSink
 from daemon.audio.source import AudioSource
 from daemon.config.settings import Settings
+from daemon.core.arbitration import Arbiter, speech_level_dbfs
 from daemon.core.choices import ChoiceStore
 from daemon.core.states import ACTIVE, QUIET, Deadlines, State, StateMachine, Transition, Trigger
 from daemon.core.turn import AnnouncementQueue, Outcome, PendingAnnouncement, Turn
 from daemon.listen.gate import WakeGate
 from daemon.listen.turn import TurnDetector, TurnEvent
 from daemon.listen.wake import WakeDetector
-from daemon.mqtt.arbitration import Arbiter, speech_level_dbfs
 from daemon.observe import events as ev
 from daemon.observe.bus import EventBus
 from daemon.observe.events import NoSpeech, SpeechEnded, WakeDetected

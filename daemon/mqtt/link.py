@@ -15,9 +15,9 @@ from typing import Any
 from daemon.answer.tools import ToolRegistry
 from daemon.audio.frames import INPUT_RATE_HZ
 from daemon.config.settings import Secrets, Settings, ToolSettings
+from daemon.core.arbitration import Arbiter
 from daemon.core.choices import RuntimeChoices
 from daemon.core.states import State
-from daemon.mqtt.arbitration import Arbiter
 from daemon.mqtt.bridge import Controller, MqttBridge
 from daemon.observe import events as ev
 from daemon.observe.bus import EventBus

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.mqtt.arbitration import Claim, rank
+from daemon.core.arbitration import Claim, rank
 from tests.arbitration_rig import Speaker, speakers, trial, utterance
 from tests.fixtures_mqtt import Broker
 from tests.speech import Speech

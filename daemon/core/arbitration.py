@@ -6,6 +6,9 @@ receives every claim and decides the same way: the loudest speech level wins, th
 then the smaller device id. Claims are matched by when they were *received* (within the window before or
 after our own), not by their senders' clocks, so speakers need no synchronised time. A speaker that cannot
 publish (no broker) answers by itself, as without arbitration.
+
+The decision lives in the core (it is about who answers); MQTT is only its transport: daemon.mqtt.link hands
+it the bridge's publish and feeds it the claims received.
 """
 
 from __future__ import annotations
