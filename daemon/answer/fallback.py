@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Literal
 
 from daemon.answer.reasons import FallbackReason
-from daemon.answer.voice import LocalVoice, VoiceError
+from daemon.answer.voice import LocalVoice, say_or_log
 from daemon.audio.frames import AudioChunk
 from daemon.config.settings import FallbackMessages, FallbackSettings
 from daemon.observe import events as ev
@@ -255,14 +255,8 @@ class FallbackGuard:
                 return
         text = message_for(reason, self.settings.messages)
         self.bus.publish(ev.Fallback(reason.value, text))
-        if self.voice is None:
-            log.error("cannot say %r: no local voice (run scripts/fetch-models)", text)
-            return
-        try:
-            async for chunk in self.voice.speak(text):
-                yield chunk
-        except VoiceError as e:
-            log.error("local voice failed: %s", e)
+        async for chunk in say_or_log(self.voice, text):
+            yield chunk
 
     async def aclose(self) -> None:
         await self.prober.stop()

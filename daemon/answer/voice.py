@@ -270,6 +270,19 @@ class LocalVoice:
         self._voice = None
 
 
+async def say_or_log(voice: LocalVoice | None, text: str) -> AsyncIterator[AudioChunk]:
+    """Speak a short sentence the daemon decided on (a fallback apology, a command's confirmation): without a
+    voice, or when synthesis fails, log why and yield nothing — the turn still ends normally."""
+    if voice is None:
+        log.error("cannot say %r: no local voice (run scripts/fetch-models)", text)
+        return
+    try:
+        async for chunk in voice.speak(text):
+            yield chunk
+    except VoiceError as e:
+        log.error("local voice failed: %s", e)
+
+
 async def _once(text: str) -> AsyncIterator[str]:
     yield text
 

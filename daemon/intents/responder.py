@@ -24,7 +24,7 @@ from daemon.answer.fallback import FallbackGuard
 from daemon.answer.reasons import FallbackReason
 from daemon.answer.responder import Responder
 from daemon.answer.tools import ToolRegistry
-from daemon.answer.voice import LocalVoice, VoiceError
+from daemon.answer.voice import LocalVoice, say_or_log
 from daemon.audio.frames import AudioChunk
 from daemon.config.settings import CommandSettings
 from daemon.intents.recognizer import Recognition, Recognizer
@@ -184,14 +184,8 @@ class CommandResponder:
             log.info("local command %s: %s(%s) → %s", intent.name, intent.tool, command.arguments_json, result)
         if not text:
             return
-        if self.voice is None:
-            log.error("cannot say %r: no local voice (run scripts/fetch-models)", text)
-            return
-        try:
-            async for chunk in self.voice.speak(text):
-                yield chunk
-        except VoiceError as e:
-            log.error("local voice failed: %s", e)
+        async for chunk in say_or_log(self.voice, text):
+            yield chunk
 
     async def interrupt(self, played_ms: int) -> None:
         await self.inner.interrupt(played_ms)
