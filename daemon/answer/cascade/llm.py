@@ -16,7 +16,7 @@ from typing import Any
 
 from openai import AsyncOpenAI
 
-from daemon.answer.cascade.stage import StageFailure, classify, next_within, url_of
+from daemon.answer.cascade.stage import StageFailure, classify, url_of, within
 from daemon.answer.reasons import FallbackReason
 from daemon.answer.tools import ToolRegistry
 from daemon.config.settings import CascadeLlmSettings, CostSettings
@@ -119,12 +119,7 @@ class ChatModel:
         try:
             stream = await self.client.chat.completions.create(**kwargs, timeout=s.timeout_s)
             async with stream:
-                chunks = stream.__aiter__()
-                while True:
-                    try:
-                        chunk = await next_within(chunks, s.timeout_s)
-                    except StopAsyncIteration:
-                        break
+                async for chunk in within(stream, s.timeout_s):
                     if not started:
                         started = True
                         self.bus.publish(ev.CascadeFirst("llm", round((time.monotonic() - sent) * 1000, 1)))

@@ -2,7 +2,7 @@
 every way a request can fail to the FallbackReason the user hears.
 
 Why bounded per piece: a server that accepted the request can still stall before its first byte or in the
-middle of a stream; `next_within` bounds each wait by the stage's `timeout_s`, so a stall is a `timeout`
+middle of a stream; `within` bounds each wait by the stage's `timeout_s`, so a stall is a `timeout`
 and never a silent speaker.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Literal, TypeVar
 
 import httpx2
@@ -86,9 +86,15 @@ def classify(stage: Stage, error: BaseException, started: bool) -> StageFailure:
     return StageFailure(stage, FallbackReason.ERROR, f"malformed response ({name}: {error})")
 
 
-async def next_within(stream: AsyncIterator[T], timeout_s: float) -> T:
-    """The stream's next item within `timeout_s`; StopAsyncIteration at its end."""
-    return await asyncio.wait_for(stream.__anext__(), timeout_s)
+async def within(stream: AsyncIterable[T], timeout_s: float) -> AsyncIterator[T]:
+    """The stream's items, each awaited for at most `timeout_s` (a stall raises TimeoutError)."""
+    items = stream.__aiter__()
+    while True:
+        try:
+            item = await asyncio.wait_for(items.__anext__(), timeout_s)
+        except StopAsyncIteration:
+            return
+        yield item
 
 
 async def check_stage(stage: Stage, settings: CascadeStage, secrets: Secrets) -> tuple[bool, str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from openai import AsyncOpenAI
 
-from daemon.answer.cascade.stage import StageFailure, classify, next_within, url_of
+from daemon.answer.cascade.stage import StageFailure, classify, url_of, within
 from daemon.answer.reasons import FallbackReason
 from daemon.audio.frames import INPUT_RATE_HZ
 from daemon.config.settings import CascadeSttSettings
@@ -71,12 +71,7 @@ class Transcriber:
             stream = await self.client.audio.transcriptions.create(**kwargs, stream=True, timeout=s.timeout_s)
             parts: list[str] = []
             async with stream:
-                events = stream.__aiter__()
-                while True:
-                    try:
-                        event = await next_within(events, s.timeout_s)
-                    except StopAsyncIteration:
-                        break
+                async for event in within(stream, s.timeout_s):
                     kind = getattr(event, "type", None)
                     if kind == "transcript.text.delta":
                         if not started:

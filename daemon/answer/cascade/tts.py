@@ -14,7 +14,7 @@ from typing import Protocol
 
 from openai import AsyncOpenAI
 
-from daemon.answer.cascade.stage import StageFailure, classify, next_within, url_of
+from daemon.answer.cascade.stage import StageFailure, classify, url_of, within
 from daemon.answer.reasons import FallbackReason
 from daemon.answer.voice import LocalVoice, VoiceError
 from daemon.audio.frames import AudioChunk
@@ -84,18 +84,14 @@ class RemoteSpeech:
                 **kwargs,  # type: ignore[arg-type]
                 timeout=s.timeout_s,
             ) as response:
-                pieces = response.iter_bytes()  # as received: the first audio plays at once.__aiter__()
-                while True:
-                    try:
-                        data = await next_within(pieces, s.timeout_s)
-                    except StopAsyncIteration:
-                        break
+                # the bytes as received: the first audio plays at once
+                async for data in within(response.iter_bytes(), s.timeout_s):
                     if nbytes == 0 and data:
                         self.bus.publish(ev.CascadeFirst("tts", round((time.monotonic() - sent) * 1000, 1)))
                     nbytes += len(data)
-                    data, carry = _whole_samples(carry + data)
-                    if data:
-                        yield AudioChunk(data, PCM_RATE_HZ)
+                    whole, carry = _whole_samples(carry + data)
+                    if whole:
+                        yield AudioChunk(whole, PCM_RATE_HZ)
         except StageFailure:
             raise
         except Exception as e:  # every SDK/network failure maps to one reason (stage.classify)
