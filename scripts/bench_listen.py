@@ -38,14 +38,6 @@ THREE_MODELS = ("hey_jarvis", "alexa", "hey_mycroft")
 TARGET_RATIO = 1.10
 TARGET_RTF = 50.0
 WAKE_GAP_S = 2.0
-OTHER_SPEECH = (
-    "Did you see the game last night",
-    "I left the keys on the kitchen table",
-    "We should call grandma this weekend",
-    "The bus was late again this morning",
-    "Can you believe how expensive coffee has become",
-    "Let's have pasta for dinner",
-)
 
 
 def make_clip(models: Path, cache: Path, seconds: float) -> tuple[Path, int]:
@@ -54,7 +46,7 @@ def make_clip(models: Path, cache: Path, seconds: float) -> tuple[Path, int]:
     A wake phrase is followed by silence only: the turn ends on the start-of-speech timeout, so no answer is
     synthesized and the figures stay about listening. Returns the WAV and the number of wake phrases.
     """
-    from tests.speech import Speech
+    from tests.speech import OTHER_SPEECH, Speech
 
     speech = Speech(cache, models)
     others = [speech.espeak(s) for s in OTHER_SPEECH] + [speech.piper(s) for s in OTHER_SPEECH]
@@ -205,7 +197,7 @@ def gate_scenes(models: Path, cache: Path, seconds: float) -> list[tuple[str, Pa
     import numpy as np
 
     from tests import noise
-    from tests.speech import Speech, write_wav
+    from tests.speech import OTHER_SPEECH, Speech, write_wav
 
     speech = Speech(cache, models)
     n = round(seconds * INPUT_RATE_HZ)

@@ -222,3 +222,19 @@ class Speech:
     def wav(self, clip: Clip, name: str) -> Path:
         """Write a clip into the session cache (for wav: inputs and paplay)."""
         return clip.write(self.cache_dir / f"{name}.wav")
+
+    def conversation_without_wake_word(self) -> Clip:
+        """Two minutes of household talk, espeak-ng and Piper, with no wake word in it (the privacy tests)."""
+        parts = [self.espeak(s) for s in OTHER_SPEECH] + [self.piper(s) for s in OTHER_SPEECH]
+        return self.concat(parts * 5, [0.6] * (len(parts) * 5 + 1))
+
+
+OTHER_SPEECH = (
+    "Did you see the game last night",
+    "I left the keys on the kitchen table",
+    "We should call grandma this weekend",
+    "The bus was late again this morning",
+    "Can you believe how expensive coffee has become",
+    "Let's have pasta for dinner",
+)
+"""Everyday sentences with no wake word in them."""

@@ -249,16 +249,7 @@ async def test_no_request_leaves_before_a_wake_word(
     tmp_path: Path, speech: Speech, models_dir: Path, cascade_server: ThreadedCascadeServer
 ) -> None:
     """Privacy: two minutes of conversation without the wake word: not one request to any stage."""
-    sentences = [
-        "Did you see the game last night",
-        "I left the keys on the kitchen table",
-        "We should call grandma this weekend",
-        "The bus was late again this morning",
-        "Can you believe how expensive coffee has become",
-        "Let's have pasta for dinner",
-    ]
-    parts = [speech.espeak(s) for s in sentences] + [speech.piper(s) for s in sentences]
-    clip = speech.concat(parts * 5, [0.6] * (len(parts) * 5 + 1))
+    clip = speech.conversation_without_wake_word()
     assert clip.duration_s >= 120
     settings = make_settings(tmp_path, models_dir, speech.wav(clip, "cascade-privacy"), cascade_server.url)
     run: Run = await run_once(settings, api_key=API_KEY)

@@ -60,17 +60,7 @@ async def test_no_audio_leaves_before_a_wake_word(
     tmp_path: Path, speech: Speech, models_dir: Path, realtime_server: ThreadedRealtimeServer
 ) -> None:
     """Privacy: two minutes of real conversation without the wake word: no connection, zero appends."""
-    sentences = [
-        "Did you see the game last night",
-        "I left the keys on the kitchen table",
-        "We should call grandma this weekend",
-        "The bus was late again this morning",
-        "Can you believe how expensive coffee has become",
-        "Let's have pasta for dinner",
-    ]
-    parts = [speech.espeak(s) for s in sentences] + [speech.piper(s) for s in sentences]
-    parts = parts * 5
-    clip = speech.concat(parts, [0.6] * (len(parts) + 1))
+    clip = speech.conversation_without_wake_word()
     assert clip.duration_s >= 120
     settings = settings_for(
         tmp_path, models_dir, speech.wav(clip, "conv-privacy"), realtime={"url": realtime_server.url}
