@@ -18,7 +18,7 @@ import base64
 import binascii
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from enum import Enum
 from typing import Any
 
@@ -485,13 +485,9 @@ class RealtimeClient:
         self._timeout_task = None
         self._finish(Failure(FallbackReason.TIMEOUT, "response_timeout", detail))
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """A supervised background task of this session (cancelled when the connection is lost)."""
-
-        async def run() -> None:
-            await coro
-
-        task = tasks.spawn(run(), name)
+        task = tasks.spawn(coro, name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
