@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,6 @@ from tests.fixtures_mqtt import Broker, MqttProbe
 from tests.fixtures_realtime import API_KEY
 from tests.harness import Run, run_once, settings_for, start
 from tests.speech import Speech
-
-
-@pytest.fixture
-def cascade_server() -> Iterator[ThreadedCascadeServer]:
-    server = ThreadedCascadeServer(api_key=API_KEY).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def cascade(url: str, tts: str | dict[str, Any] = "piper", timeout_s: float = 5.0) -> dict[str, Any]:

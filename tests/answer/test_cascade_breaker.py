@@ -4,7 +4,7 @@ the breaker, and while it is open (or the cap is reached) no request leaves at a
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +17,6 @@ from daemon.observe import events as ev
 from daemon.observe.bus import EventBus
 from tests.cascade_server import ChatReply, ThreadedCascadeServer
 from tests.fixtures_realtime import API_KEY, wait_until
-
-
-@pytest.fixture
-def cascade_server() -> Iterator[ThreadedCascadeServer]:
-    server = ThreadedCascadeServer(api_key=API_KEY).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def settings_for(url: str, tmp_path: Path, **cost: float) -> Settings:

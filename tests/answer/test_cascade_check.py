@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from daemon.answer.cascade.stage import check_stage
 from daemon.config.settings import CascadeLlmSettings, Secrets
 from tests.cascade_server import ThreadedCascadeServer
 from tests.fixtures_realtime import API_KEY
-
-
-@pytest.fixture
-def cascade_server() -> Iterator[ThreadedCascadeServer]:
-    server = ThreadedCascadeServer(api_key=API_KEY).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_each_problem_names_its_fix(cascade_server: ThreadedCascadeServer) -> None:
