@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,3 +92,19 @@ async def wait_for_event(run: Run, name: str, timeout_s: float = 30.0, count: in
                 f"no {name} {match or ''} within {timeout_s} s; saw {[r['event'] for r in run.records][-30:]}"
             )
         await asyncio.sleep(0.02)
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def hark(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m daemon ARGS` from the checkout, as a person would run `hark` (bounded, output captured)."""
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )

@@ -11,6 +11,7 @@ import pytest
 
 from daemon.cli.main import config_path, load_settings, overrides, parser
 from tests.fixtures_audio import PulseRig
+from tests.harness import hark
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -117,14 +118,7 @@ def test_set_before_and_after_the_command_both_reach_the_settings() -> None:
     ],
 )
 def test_a_bad_override_in_any_position_exits_78(argv: list[str]) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "daemon", *argv],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = hark(*argv)
     assert proc.returncode == 78, proc.stdout + proc.stderr
     assert "audio.volume = 'loud'" in proc.stderr or "expected section.key=value" in proc.stderr
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import wave
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from daemon.cli.files import check_files
 from daemon.config import loader as config_file
 from daemon.config.settings import ConfigError, Settings
+from tests.harness import hark as run_hark
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = os.geteuid() == 0
@@ -241,16 +241,7 @@ def test_a_huge_number_in_set_is_named() -> None:
 
 
 def hark(*args: str, models: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HARK_MODELS_DIR": str(models)}
-    return subprocess.run(
-        [sys.executable, "-m", "daemon", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
+    return run_hark(*args, env={**os.environ, "HARK_MODELS_DIR": str(models)})
 
 
 def test_run_and_check_exit_78_with_the_same_message(files: Path, models_dir: Path) -> None:

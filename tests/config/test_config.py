@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import wave
 from pathlib import Path
 
@@ -11,20 +9,9 @@ import pytest
 
 from daemon.config import loader as config_file
 from daemon.config.settings import ConfigError, Secrets, Settings
+from tests.harness import hark
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def hark(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "daemon", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
 
 
 def test_shipped_config_toml_is_exactly_the_defaults() -> None:
