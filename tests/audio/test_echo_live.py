@@ -59,10 +59,15 @@ async def test_the_answer_is_cancelled_from_the_microphone_on_a_real_echo_path(
     try:
         await asyncio.sleep(1.0)  # both captures running
         assert on.source.echo_cancelling and not off.source.echo_cancelling
-        marks = len(on.frames), len(off.frames)
-        sink.begin()
-        sink.write(AudioChunk(answer.tobytes(), INPUT_RATE_HZ))
-        await asyncio.wait_for(sink.drain(), len(answer) / INPUT_RATE_HZ + 10)
+        # Steady state is what a household lives with: a first answer lets the delay estimate and AEC3 settle
+        # on this echo path (on a busy machine that can take most of an answer), the second one is measured.
+        for measured in (False, True):
+            marks = len(on.frames), len(off.frames)
+            sink.begin()
+            sink.write(AudioChunk(answer.tobytes(), INPUT_RATE_HZ))
+            await asyncio.wait_for(sink.drain(), len(answer) / INPUT_RATE_HZ + 10)
+            if not measured:
+                await asyncio.sleep(0.5)  # the echo of its tail has come back
     finally:
         await asyncio.to_thread(pulse_rig.no_echo_path)
         for c in (on, off):
@@ -70,7 +75,7 @@ async def test_the_answer_is_cancelled_from_the_microphone_on_a_real_echo_path(
         for t in tasks:
             t.cancel()
         await sink.aclose()
-    # steady state: from 3 s into the answer (the delay estimate and AEC3 have converged) to its end
+    # steady state: the second answer, from 3 s into it to its end
     steady = slice(3 * INPUT_RATE_HZ, len(answer) - INPUT_RATE_HZ)
     raw, cleaned = off.pcm(marks[1])[steady], on.pcm(marks[0])[steady]
     assert _rms(raw) > 1000, "the echo path carried no answer into the mic"
