@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
 """Benchmark echo cancellation: the candidates, the rig, self-wakes and barge-in, on and off side by side.
 
-    .venv/bin/python scripts/bench_echo.py [--sections candidates,rig,selfwake] [--minutes 30] [--trials 10]
+    .venv/bin/python scripts/bench_echo.py [--sections candidates,rig,server_vad,selfwake] [--minutes 30] [--trials 10]
 
 candidates  Offline: Piper answers through a synthetic room (delay, reverberant tail, echo 6 dB louder than
-            the user's speech, a noise floor) into pywebrtc-audio (AEC3) and livekit's APM (if importable):
-            ERLE in steady state with no near-end speech, CPU per audio-second.
+            the user's speech, a noise floor) into pywebrtc-audio (AEC3), livekit's APM (if importable) and
+            Hark's own linear canceller (daemon/audio/linear_echo.py): ERLE in steady state with no
+            near-end speech, CPU per audio-second.
 rig         The real thing: a private PulseAudio rig with an echo path (module-loopback from the speaker
             monitor into the mic, `--echo-ms` late, at `--echo-volume`), the daemon's PyAudioSink playing
             answers and two PyAudioSources capturing the same mic side by side, one cancelling, one not.
-            Per trial the user says "hey jarvis" somewhere in the answer: ERLE before it, and whether the
-            wake detector finds it (cancelled: the normal threshold; raw: the responding threshold and the
-            normal one). Also: the cancellation's CPU per frame, which is all the latency it adds.
+            After one uninterrupted answer (the cancellers learn the echo path, as on the first answer in a
+            home), per trial the user says "hey jarvis" somewhere in the answer: ERLE before it, and whether the
+            wake detector finds it (cancelled: the daemon's path over an answer — the linear output checked
+            against AEC3's — and AEC3's output alone, at the normal threshold; raw: the responding
+            threshold and the normal one). Also: the cancellation's CPU per frame, which is all the latency it adds.
+server_vad  The whole daemon in `server_vad` mode on the echo rig, `--trials` spoken requests answered with
+            several seconds of speech against the test Realtime server (whose VAD cuts a response when it
+            hears speech): how many answers the server's VAD cut, and how much microphone audio was sent
+            while answers played.
 selfwake    Offline, faster than real time: `--minutes` of varied Piper answers (no wake word; some with
             sound-alikes) through the echo path measured on the rig (delay, gain), cancelled and not, into
             the wake detector at the normal threshold: how many times the speaker would wake itself.
@@ -30,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +132,17 @@ def run_pywebrtc(mic: np.ndarray, far: np.ndarray) -> tuple[np.ndarray, float]:
     return out, time.process_time() - t0
 
 
+def run_linear(mic: np.ndarray, far: np.ndarray) -> tuple[np.ndarray, float]:
+    from daemon.audio.linear_echo import LinearEchoCanceller
+
+    lin = LinearEchoCanceller(INPUT_RATE_HZ, 160)
+    out = np.zeros_like(mic)
+    t0 = time.process_time()
+    for i in range(0, len(mic) - 159, 160):
+        out[i : i + 160] = lin.process(mic[i : i + 160], far[i : i + 160], learn=True)
+    return out, time.process_time() - t0
+
+
 def run_livekit(mic: np.ndarray, far: np.ndarray) -> tuple[np.ndarray, float]:
     from livekit import rtc
 
@@ -153,7 +172,11 @@ def candidates(sp: Any, delays_ms: tuple[int, ...] = (20, 60, 100, 200)) -> list
         mic16 = np.clip(mic, -32768, 32767).astype(np.int16)
         far16 = far.astype(np.int16)
         steady = slice(3 * INPUT_RATE_HZ, at)
-        for name, fn in (("pywebrtc-audio 0.2.0 (AEC3)", run_pywebrtc), ("livekit APM (AEC3)", run_livekit)):
+        for name, fn in (
+            ("pywebrtc-audio 0.2.0 (AEC3)", run_pywebrtc),
+            ("livekit APM (AEC3)", run_livekit),
+            ("Hark's linear NLMS (the barge-in path; always learning here)", run_linear),
+        ):
             try:
                 out, cpu_s = fn(mic16, far16)
             except ImportError as e:
@@ -219,6 +242,13 @@ async def rig_trials(sp: Any, models: Path, trials: int, echo_ms: int, echo_volu
     try:
         await asyncio.sleep(1.5)  # both captures running
         await asyncio.to_thread(rig_cmd, "echo", rig_dir, str(echo_ms), echo_volume)
+        # Steady state, as in a home: one answer nobody interrupts lets the cancellers learn this echo path
+        # (the delay estimate needs a few agreeing seconds); the trials come after it.
+        warm = read16(sp.piper(" ".join(ANSWERS[-2:])))
+        sink.begin()
+        sink.write(AudioChunk(warm.tobytes(), INPUT_RATE_HZ))
+        await sink.drain()
+        await asyncio.sleep(0.5)
         for trial in range(trials):
             answer = read16(sp.piper(ANSWERS[trial % len(ANSWERS)] + " " + ANSWERS[(trial + 5) % len(ANSWERS)]))
             mark = (len(on.frames), len(off.frames))
@@ -240,35 +270,105 @@ async def rig_trials(sp: Any, models: Path, trials: int, echo_ms: int, echo_volu
             t.cancel()
         await sink.aclose()
     det_norm = WakeDetector(WakeSettings(), models)
-    detect = {"on@0.5": 0, "off@0.5": 0, "off@0.8": 0}
+    detect = {"on@0.5": 0, "aec3-only@0.5": 0, "off@0.5": 0, "off@0.8": 0}
     for (m_on, m_off), end_on, end_off, at_s, _ in out["trials"]:
         for label, cap, lo, hi in (("on", on, m_on, end_on), ("off", off, m_off, end_off)):
             pcm = np.frombuffer(b"".join(f.pcm for f in cap.frames[lo:hi]), dtype=np.int16)
+            linear = None
+            if label == "on" and all(f.linear is not None for f in cap.frames[lo:hi]):
+                linear = np.frombuffer(b"".join(f.linear or b"" for f in cap.frames[lo:hi]), dtype=np.int16)
+                out.setdefault("pcm_linear", []).append(linear)
             # ERLE: answer playing, no near speech: from 1.5 s into the answer up to the user's phrase
             a, b = int(1.5 * INPUT_RATE_HZ), int((at_s - 0.1) * INPUT_RATE_HZ)
             seg = pcm[a:b]
             out[f"erle_{label}"].append(seg)
+            if linear is not None:
+                out.setdefault("erle_linear", []).append(linear[a:b])
             out.setdefault(f"trial_{label}", []).append((rms(seg), active_rms(seg)))
             out.setdefault(f"pcm_{label}", []).append(pcm)
-            for thr in (0.5,) if label == "on" else (0.5, 0.8):
-                det_norm.reset()
-                hits = 0
-                for i in range(0, len(pcm) - WAKE_STEP_SAMPLES + 1, WAKE_STEP_SAMPLES):
-                    frame = AudioFrame(pcm[i : i + WAKE_STEP_SAMPLES].tobytes(), i)
-                    hits += bool(det_norm.process(frame, strict=thr > 0.5))
-                detect[f"{label}@{thr}"] += hits > 0
-                out.setdefault(f"hits_{label}@{thr}", []).append(hits)
+            # "on": the daemon's path over an answer (the linear output, checked against AEC3's);
+            # "aec3-only": what the detector heard before the linear canceller was added
+            runs = [("on", linear, True), ("aec3-only", None, True)] if label == "on" else [("off", None, False)]
+            for name, lin, cancelled in runs:
+                for thr in (0.5,) if cancelled else (0.5, 0.8):
+                    det_norm.reset()
+                    hits = 0
+                    for i in range(0, len(pcm) - WAKE_STEP_SAMPLES + 1, WAKE_STEP_SAMPLES):
+                        step = slice(i, i + WAKE_STEP_SAMPLES)
+                        frame = AudioFrame(pcm[step].tobytes(), i, None if lin is None else lin[step].tobytes())
+                        hits += bool(det_norm.process(frame, strict=cancelled or thr > 0.5, echo_cancelled=cancelled))
+                    detect[f"{name}@{thr}"] += hits > 0
+                    out.setdefault(f"hits_{name}@{thr}", []).append(hits)
     out["detect"] = detect
     return out
 
 
-def rig(sp: Any, models: Path, trials: int, echo_ms: int, echo_volume: str) -> dict[str, Any]:
+def on_rig(trials: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """Run `trials(*args)` on a private PulseAudio rig, stopped and removed afterwards."""
     rig_dir = start_rig(Path(tempfile.gettempdir()))
     try:
-        return asyncio.run(rig_trials(sp, models, trials, echo_ms, echo_volume))
+        return asyncio.run(trials(*args))
     finally:
         subprocess.run([str(RIG), "stop", str(rig_dir)], capture_output=True, timeout=30, check=False)
         shutil.rmtree(rig_dir, ignore_errors=True)
+
+
+def rig(sp: Any, models: Path, trials: int, echo_ms: int, echo_volume: str) -> dict[str, Any]:
+    result: dict[str, Any] = on_rig(rig_trials, sp, models, trials, echo_ms, echo_volume)
+    return result
+
+
+# --- server_vad ------------------------------------------------------------------------------------------
+
+
+async def vad_answers(sp: Any, models: Path, answers: int, echo_ms: int, echo_volume: str) -> dict[str, int]:
+    """The whole daemon with `realtime.turn_detection = "server_vad"` on the echo rig, against the test
+    Realtime server (its energy VAD interrupts a response when it hears speech, as the real one does):
+    `answers` spoken requests, each answered with several seconds of Piper speech that comes back into the
+    mic louder than a user. Counts the responses the server cut because it heard speech."""
+    from daemon.audio.resample import StreamResampler
+    from daemon.core.assistant import cancel_task
+    from tests.fixtures_realtime import API_KEY
+    from tests.harness import settings_for, start, wait_for_event
+    from tests.realtime_server import Reply, ThreadedRealtimeServer
+
+    answer16 = np.concatenate([read16(sp.piper(t)) for t in ANSWERS[:2]])
+    answer24 = StreamResampler(INPUT_RATE_HZ, 24_000).process(answer16.tobytes())
+    server = ThreadedRealtimeServer(api_key=API_KEY).start()
+    server.server.default_reply = Reply(transcript=" ".join(ANSWERS[:2]), audio=answer24)
+    request = sp.wav(sp.concat([sp.espeak("Hey Jarvis"), sp.espeak("Tell me about tomorrow")], [0.5, 0.4, 1.5]), "vad")
+    rig_dir = Path(os.environ["PULSE_SERVER"].removeprefix("unix:")).parent
+    out = {"answers": 0, "cut by the server's VAD": 0, "appended while answering (bytes)": 0}
+    with tempfile.TemporaryDirectory(prefix="hark-bench-vad-") as tmp:
+        settings = settings_for(
+            Path(tmp), models, None, audio={"input": "default", "output": "default", "echo_cancel": "on"},
+            realtime={"url": server.url, "turn_detection": "server_vad"}, conversation={"followup_seconds": 0},
+        )  # fmt: skip
+        daemon, run = await start(settings, api_key=API_KEY)
+        task = asyncio.create_task(daemon.assistant.run())
+        await asyncio.to_thread(rig_cmd, "echo", rig_dir, str(echo_ms), echo_volume)
+        try:
+            await asyncio.sleep(1.5)
+            for n in range(1, answers + 1):
+                await asyncio.to_thread(subprocess.run, ["paplay", "--device=mic", str(request)], timeout=30)
+                await wait_for_event(run, "playback_started", timeout_s=30, count=n)
+                appended = len(server.server.record.audio)
+                await wait_for_event(run, "state", timeout_s=60, count=n, to="idle")
+                out["appended while answering (bytes)"] += len(server.server.record.audio) - appended
+        finally:
+            await asyncio.to_thread(rig_cmd, "noecho", rig_dir)
+            await cancel_task(task)
+            await daemon.aclose()
+            server.stop()
+    responses = server.server.record.responses
+    out["answers"] = len(responses)
+    out["cut by the server's VAD"] = sum(1 for r in responses if r.get("status") == "cancelled")
+    return out
+
+
+def serve_vad(sp: Any, models: Path, answers: int, echo_ms: int, echo_volume: str) -> dict[str, int]:
+    result: dict[str, int] = on_rig(vad_answers, sp, models, answers, echo_ms, echo_volume)
+    return result
 
 
 # --- self-wakes ------------------------------------------------------------------------------------------
@@ -291,14 +391,17 @@ def answers_audio(sp: Any, minutes: float, rng: np.random.Generator) -> np.ndarr
     return np.concatenate(parts)
 
 
-def count_wakes(models: Path, pcm: np.ndarray, strict: bool, echo_cancelled: bool) -> int:
+def count_wakes(
+    models: Path, pcm: np.ndarray, strict: bool, echo_cancelled: bool, linear: np.ndarray | None = None
+) -> int:
     from daemon.config.settings import WakeSettings
     from daemon.listen.wake import WakeDetector
 
     det = WakeDetector(WakeSettings(), models)
     hits = 0
     for i in range(0, len(pcm) - WAKE_STEP_SAMPLES + 1, WAKE_STEP_SAMPLES):
-        frame = AudioFrame(pcm[i : i + WAKE_STEP_SAMPLES].tobytes(), i)
+        step = slice(i, i + WAKE_STEP_SAMPLES)
+        frame = AudioFrame(pcm[step].tobytes(), i, None if linear is None else linear[step].tobytes())
         hits += len(det.process(frame, strict=strict, echo_cancelled=echo_cancelled))
     return hits
 
@@ -319,6 +422,7 @@ def selfwake(sp: Any, models: Path, minutes: float, delay_ms: float) -> list[lis
     aec = EchoCanceller(ref)
     aec.start_stream()
     out = np.empty_like(mic16)
+    linear = np.zeros_like(mic16)
     block = FRAME_SAMPLES
     t_play0 = 1000.0  # a virtual clock: sample n of the reference plays at t_play0 + n / rate
     cpu = 0.0
@@ -328,7 +432,10 @@ def selfwake(sp: Any, models: Path, minutes: float, delay_ms: float) -> list[lis
         aec.captured(i + block, t_play0 + (i + block) / INPUT_RATE_HZ - 0.120)
         t0 = time.process_time()
         w0 = time.perf_counter()
-        out[i : i + block] = np.frombuffer(aec.process(mic16[i : i + block].tobytes(), i), dtype=np.int16)
+        cleaned = aec.process(mic16[i : i + block].tobytes(), i)
+        out[i : i + block] = np.frombuffer(cleaned.pcm, dtype=np.int16)
+        if cleaned.linear is not None:
+            linear[i : i + block] = np.frombuffer(cleaned.linear, dtype=np.int16)
         per_frame.append(time.perf_counter() - w0)
         cpu += time.process_time() - t0
     n = len(mic16) // block * block
@@ -343,7 +450,18 @@ def selfwake(sp: Any, models: Path, minutes: float, delay_ms: float) -> list[lis
             " / ".join(f"{np.percentile(per_frame, q) * 1000:.2f}" for q in (50, 99, 100)),
             "wall time of process(); no buffering",
         ],
-        ["self-wakes, cancelled, wake.threshold 0.5", f"{count_wakes(models, out[:n], True, True)}", ""],
+        ["ERLE of the linear canceller alone, after 30 s (dB)", f"{erle_db(mic16[steady], linear[steady]):.1f}", ""],
+        [
+            "self-wakes, cancelled, wake.threshold 0.5",
+            f"{count_wakes(models, out[:n], True, True, linear[:n])}",
+            "the daemon's path: linear output, checked against AEC3's",
+        ],
+        ["self-wakes, AEC3 output only, wake.threshold 0.5", f"{count_wakes(models, out[:n], True, True)}", ""],
+        [
+            "self-wakes, linear output, no AEC3 check, wake.threshold 0.5",
+            f"{count_wakes(models, linear[:n], True, True)}",
+            "what the check prevents",
+        ],
         ["self-wakes, raw, wake.threshold 0.5", f"{count_wakes(models, mic16[:n], False, False)}", ""],
         ["self-wakes, raw, responding_threshold 0.8", f"{count_wakes(models, mic16[:n], True, False)}", "today"],
     ]
@@ -352,7 +470,7 @@ def selfwake(sp: Any, models: Path, minutes: float, delay_ms: float) -> list[lis
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", default="candidates,rig,selfwake")
+    parser.add_argument("--sections", default="candidates,rig,server_vad,selfwake")
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--echo-ms", type=int, default=50)
@@ -381,13 +499,21 @@ def main() -> int:
             for label in ("on", "off"):
                 for i, pcm in enumerate(res[f"pcm_{label}"]):
                     write_wav(args.dump / f"trial{i}-{label}.wav", pcm)
+        if res.get("erle_linear"):
+            print(f"rig ERLE of the linear canceller alone: {erle_db(off, np.concatenate(res['erle_linear'])):.1f} dB")
         near = active_rms(read16(sp.espeak("Hey Jarvis")))
         for i, ((off_rms, off_act), (on_rms, _)) in enumerate(zip(res["trial_off"], res["trial_on"], strict=True)):
             print(
                 f"trial {i}: ERLE {20 * np.log10(off_rms / max(on_rms, 1e-3)):.1f} dB, echo/near "
                 f"{20 * np.log10(off_act / near):+.1f} dB, hits on {res['hits_on@0.5'][i]} "
-                f"off@0.5 {res['hits_off@0.5'][i]} off@0.8 {res['hits_off@0.8'][i]}"
+                f"aec3-only {res['hits_aec3-only@0.5'][i]} off@0.5 {res['hits_off@0.5'][i]} "
+                f"off@0.8 {res['hits_off@0.8'][i]}"
             )
+    if "server_vad" in sections:
+        res_vad = serve_vad(sp, args.models, args.trials, args.echo_ms, args.echo_volume)
+        print("| server_vad on the echo rig (echo_cancel on) | value |\n|---|---|")
+        for key, value in res_vad.items():
+            print(f"| {key} | {value} |")
     if "selfwake" in sections:
         print("| self-wake run | value | note |")
         for row in selfwake(sp, args.models, args.minutes, args.echo_ms):

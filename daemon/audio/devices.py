@@ -269,19 +269,43 @@ def open_stream(spec: str, kind: Kind, rates: tuple[int, ...], block_ms: int, ma
         raise
 
 
-def block_latency_s(time_info: Any, kind: Kind) -> float:
-    """From a PortAudio callback's time info: how long after the callback the block reaches the speaker
-    (output) or how long before it the block was recorded (input). 0 when the host API reports no times
-    (some ALSA plugins) or nonsense; the echo canceller's own delay estimate covers the rest."""
-    if not isinstance(time_info, dict):
-        return 0.0
-    now = float(time_info.get("current_time") or 0.0)
-    key = "output_buffer_dac_time" if kind == "output" else "input_buffer_adc_time"
-    other = float(time_info.get(key) or 0.0)
-    if now <= 0.0 or other <= 0.0:
-        return 0.0
-    latency = other - now if kind == "output" else now - other
-    return latency if 0.0 <= latency <= 1.0 else 0.0
+CLOCK_CREEP = 1e-4
+"""How fast the PortAudio → monotonic clock offset may rise (s per s): a host clock slewed by NTP is followed,
+a callback that ran late is not."""
+
+
+class StreamClock:
+    """When a callback's block reaches the speaker (output) or was recorded (input), on time.monotonic().
+
+    PortAudio stamps each callback with its own clock (`current_time`, and the block's DAC/ADC time). The
+    offset to time.monotonic() is the smallest `monotonic() - current_time` seen: a callback preempted
+    between PortAudio's stamp and our reading of the clock (tens of ms on a busy machine) would otherwise
+    move the echo reference's timeline. One per stream; used on its callback thread only.
+    """
+
+    def __init__(self, kind: Kind) -> None:
+        self.kind = kind
+        self._offset_s: float | None = None
+        self._last_s = 0.0
+
+    def block_time(self, time_info: Any, now_s: float) -> float:
+        """The block's DAC time (output) or ADC time (input), or `now_s` when the host API gives no times
+        (some ALSA plugins) or nonsense; the echo canceller's delay estimate covers the rest."""
+        if not isinstance(time_info, dict):
+            return now_s
+        current = float(time_info.get("current_time") or 0.0)
+        key = "output_buffer_dac_time" if self.kind == "output" else "input_buffer_adc_time"
+        block = float(time_info.get(key) or 0.0)
+        latency = block - current if self.kind == "output" else current - block
+        if current <= 0.0 or block <= 0.0 or not 0.0 <= latency <= 1.0:
+            return now_s
+        seen = now_s - current
+        if self._offset_s is None or seen < self._offset_s + (now_s - self._last_s) * CLOCK_CREEP:
+            self._offset_s = seen
+        else:
+            self._offset_s += (now_s - self._last_s) * CLOCK_CREEP
+        self._last_s = now_s
+        return block + self._offset_s
 
 
 def close_stream(handle: OpenStream | None) -> None:

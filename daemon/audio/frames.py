@@ -20,10 +20,14 @@ SAMPLE_WIDTH = 2
 
 @dataclass(frozen=True, slots=True)
 class AudioFrame:
-    """One capture frame: 16 kHz mono PCM16 little-endian, `sample` = offset of its first sample."""
+    """One capture frame: 16 kHz mono PCM16 little-endian, `sample` = offset of its first sample.
+
+    `linear` is the same audio through the linear echo canceller only, when echo is being cancelled: the
+    echo less deeply removed but the user's voice intact over an answer (see daemon.audio.echo)."""
 
     pcm: bytes
     sample: int
+    linear: bytes | None = None
 
     @property
     def samples(self) -> int:

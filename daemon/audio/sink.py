@@ -421,6 +421,7 @@ class PyAudioSink(AudioSink):
         adopted = False
         first = 0.0
         echo_ref = self._echo_ref
+        clock = devices.StreamClock("output")
         if echo_ref is not None:
             echo_ref.open(rate_hz)
 
@@ -435,7 +436,7 @@ class PyAudioSink(AudioSink):
             pcm = self._take(frame_count, rate_hz)[0]
             pcm += bytes(frame_count * SAMPLE_WIDTH - len(pcm))
             if echo_ref is not None:  # the reference tap: exactly what goes to the device, silence included
-                echo_ref.push(pcm, now, devices.block_latency_s(times, "output"))
+                echo_ref.push(pcm, clock.block_time(times, now))
             if channels > 1:
                 pcm = np.repeat(np.frombuffer(pcm, "<i2"), channels).tobytes()
             return pcm, pyaudio.paContinue

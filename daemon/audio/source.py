@@ -20,7 +20,7 @@ from typing import Any
 import pyaudio
 
 from daemon.audio import devices
-from daemon.audio.echo import EchoCanceller, EchoMode, FarEnd, wanted
+from daemon.audio.echo import Cleaned, EchoCanceller, EchoMode, FarEnd, wanted
 from daemon.audio.frames import (
     FRAME_SAMPLES,
     INPUT_RATE_HZ,
@@ -76,8 +76,8 @@ class AudioSource(abc.ABC):
     async def aclose(self) -> None:
         self._closed = True
 
-    def _frame(self, pcm: bytes) -> AudioFrame:
-        frame = AudioFrame(pcm, self._sample)
+    def _frame(self, pcm: bytes, linear: bytes | None = None) -> AudioFrame:
+        frame = AudioFrame(pcm, self._sample, linear)
         self._sample += FRAME_SAMPLES
         return frame
 
@@ -291,15 +291,16 @@ class PyAudioSource(AudioSource):
         converter = self._converter
         return converter is not None and converter.echo is not None
 
-    def _deliver(self, converter: _Converter, pcm: bytes, now_s: float, latency_s: float) -> None:
-        """On the loop: convert, frame, cancel echo and queue a raw block from the callback thread."""
+    def _deliver(self, converter: _Converter, pcm: bytes, recorded_s: float) -> None:
+        """On the loop: convert, frame, cancel echo and queue a raw block (recorded at `recorded_s`, monotonic)
+        from the callback thread."""
         if self._paused or self._closed:  # blocks still in flight when muted are dropped
             return
-        for frame_pcm in converter.push(pcm, now_s, latency_s):
+        for frame_pcm, linear in converter.push(pcm, recorded_s):
             if len(self._frames) >= self._queue_frames:
                 self._frames.popleft()
                 self._note_drop()
-            self._frames.append(self._frame(frame_pcm))
+            self._frames.append(self._frame(frame_pcm, linear))
         self._ready.set()
 
     def _note_drop(self) -> None:
@@ -336,13 +337,14 @@ class PyAudioSource(AudioSource):
         assert loop is not None
         converter = self._converter = _Converter(rate_hz, channels)
         keeper = self._keeper
+        clock = devices.StreamClock("input")
 
         def callback(in_data: bytes | None, _count: int, times: Any, _status: int) -> tuple[None, int]:
             keeper.heartbeat()
             if in_data:
-                now, latency = time.monotonic(), devices.block_latency_s(times, "input")
+                recorded = clock.block_time(times, time.monotonic())
                 try:
-                    loop.call_soon_threadsafe(self._deliver, converter, in_data, now, latency)
+                    loop.call_soon_threadsafe(self._deliver, converter, in_data, recorded)
                 except RuntimeError:  # the loop is closed: we are shutting down
                     return None, pyaudio.paComplete
             return None, pyaudio.paContinue
@@ -363,21 +365,21 @@ class _Converter:
         self._in_samples = 0  # device samples received, and 16 kHz samples framed: the stream's two clocks
         self._framed = 0
 
-    def push(self, pcm: bytes, now_s: float = 0.0, latency_s: float = 0.0) -> Iterator[bytes]:
+    def push(self, pcm: bytes, recorded_s: float = 0.0) -> Iterator[Cleaned]:
         mono = pcm if self.channels == 1 else to_mono16(pcm, self.channels, SAMPLE_WIDTH)
         self._in_samples += len(mono) // SAMPLE_WIDTH
         echo = self.echo
         if echo is None:
             return self._count(self._framer.push(self._resampler.process(mono)))
-        echo.captured(self._in_samples * INPUT_RATE_HZ / self.rate_hz, now_s, latency_s)
+        echo.captured(self._in_samples * INPUT_RATE_HZ / self.rate_hz, recorded_s)
         return self._cancel(echo, self._framer.push(self._resampler.process(mono)))
 
-    def _count(self, frames: Iterator[bytes]) -> Iterator[bytes]:
+    def _count(self, frames: Iterator[bytes]) -> Iterator[Cleaned]:
         for frame in frames:
-            yield frame
+            yield Cleaned(frame, None)
             self._framed += FRAME_SAMPLES
 
-    def _cancel(self, echo: EchoCanceller, frames: Iterator[bytes]) -> Iterator[bytes]:
+    def _cancel(self, echo: EchoCanceller, frames: Iterator[bytes]) -> Iterator[Cleaned]:
         for frame in frames:
             yield echo.process(frame, self._framed)
             self._framed += FRAME_SAMPLES

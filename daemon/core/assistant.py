@@ -102,6 +102,7 @@ class Assistant:
         frame_ms = FRAME_SAMPLES * 1000 // INPUT_RATE_HZ
         self._preroll: deque[AudioFrame] = deque(maxlen=max(1, settings.endpoint.preroll_ms // frame_ms))
         self._wake_block = bytearray()
+        self._wake_linear: bytearray | None = None  # the same audio through the linear echo canceller
         self._wake_block_start = 0
         self._held: list[AudioFrame] = []  # frames captured while arbitrating
         self._replaying = False  # the held frames are being fed to the endpointer (see _arbitrate)
@@ -165,14 +166,27 @@ class Assistant:
 
     def _wake_input(self, frame: AudioFrame) -> AudioFrame | None:
         """Gather capture frames into openWakeWord's 80 ms step: one inference (one thread hop) per step."""
-        if not self._wake_block or frame.sample != self._wake_block_start + len(self._wake_block) // 2:
-            self._wake_block = bytearray()  # first frame, or a gap (the detector was not fed meanwhile)
+        if (
+            not self._wake_block
+            or frame.sample != self._wake_block_start + len(self._wake_block) // 2
+            or (frame.linear is None) != (self._wake_linear is None)
+        ):
+            # first frame, or a gap (the detector was not fed meanwhile), or echo cancellation came or went
+            self._wake_block = bytearray()
+            self._wake_linear = None if frame.linear is None else bytearray()
             self._wake_block_start = frame.sample
         self._wake_block += frame.pcm
-        if len(self._wake_block) < WAKE_STEP_SAMPLES * 2:
+        if self._wake_linear is not None and frame.linear is not None:
+            self._wake_linear += frame.linear
+        size = WAKE_STEP_SAMPLES * 2
+        if len(self._wake_block) < size:
             return None
-        block = AudioFrame(bytes(self._wake_block[: WAKE_STEP_SAMPLES * 2]), self._wake_block_start)
-        del self._wake_block[: WAKE_STEP_SAMPLES * 2]
+        linear = None
+        if self._wake_linear is not None:
+            linear = bytes(self._wake_linear[:size])
+            del self._wake_linear[:size]
+        block = AudioFrame(bytes(self._wake_block[:size]), self._wake_block_start, linear)
+        del self._wake_block[:size]
         self._wake_block_start += WAKE_STEP_SAMPLES
         return block
 

@@ -6,6 +6,11 @@ plays, and timing in input samples so a WAV fed at full speed behaves exactly li
 
 `process()` is synchronous CPU work (ONNX inference): the caller runs it in a single-worker executor, so
 the detector is only ever used from one thread at a time.
+
+Over an answer with echo cancellation, the detector listens to the linear canceller's output (the user's
+voice intact, some echo left; see daemon.audio.echo) and a detection counts only if the fully cancelled
+audio heard someone in the room meanwhile: echo alone leaves AEC3's output near silent (~50 dB under the
+linear output here), a person talking over the answer does not (~10-30 dB under).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 import sys
 import types
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +31,13 @@ from daemon.config.settings import WakeSettings
 from daemon.observe.events import WakeDetected
 
 log = logging.getLogger(__name__)
+
+NEAR_END_MIN_DB = -40.0
+"""Over an answer, a wake word heard in the linear output counts only if AEC3's output carried at least this
+much of the linear output's energy over the last PRESENCE_BLOCKS (measured: -10 to -29 dB with a user talking,
+-56 dB for echo alone; scripts/bench_echo.py)."""
+PRESENCE_BLOCKS = 16
+"""1.3 s of 80 ms blocks: a wake phrase and a little before it."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,8 @@ class WakeDetector:
         self._keys = {r.label: r.path.stem for r in self._rules}
         self._streak: dict[str, int] = {}
         self._quiet_until: dict[str, int] = {}
+        self._energy: deque[tuple[float, float]] = deque(maxlen=PRESENCE_BLOCKS)  # (AEC3, linear) per block
+        self.vetoed = 0  # detections in the linear output refused because AEC3 heard nobody: echo
         self._last_sample = 0
         # openWakeWord's own reset re-embeds 4 s of noise (~60 ms of CPU per turn): keep that starting
         # feature buffer once and restore a copy instead (same state; layout of openwakeword 0.6.0, pinned).
@@ -121,6 +136,13 @@ class WakeDetector:
             self._quiet_until.clear()
         self._last_sample = frame.sample
         pcm = np.frombuffer(frame.pcm, dtype=np.int16)
+        over_answer = strict and echo_cancelled and frame.linear is not None
+        if over_answer and frame.linear is not None:
+            linear = np.frombuffer(frame.linear, dtype=np.int16)
+            self._energy.append((_energy(pcm), _energy(linear)))
+            pcm = linear
+        elif self._energy:
+            self._energy.clear()
         scores: dict[str, float] = self._model.predict(pcm)
         found: list[WakeDetected] = []
         for rule in self._rules:
@@ -130,11 +152,22 @@ class WakeDetector:
             self._streak[rule.label] = streak
             if streak < rule.trigger_level or frame.sample < self._quiet_until.get(rule.label, 0):
                 continue
+            if over_answer and not self._someone_spoke():
+                self.vetoed += 1
+                self._streak[rule.label] = 0
+                log.debug("wake %s score %.3f at sample %d: only in the echo, ignored", rule.label, score, frame.sample)
+                continue
             self._quiet_until[rule.label] = frame.sample + rule.refractory_samples
             self._streak[rule.label] = 0
             log.debug("wake %s score %.3f at sample %d", rule.label, score, frame.sample)
             found.append(WakeDetected(rule.label, score, frame.sample))
         return found
+
+    def _someone_spoke(self) -> bool:
+        """Over the recent blocks, AEC3's output kept at least NEAR_END_MIN_DB of the linear output's energy."""
+        cancelled = sum(e[0] for e in self._energy)
+        linear = sum(e[1] for e in self._energy)
+        return cancelled >= linear * 10 ** (NEAR_END_MIN_DB / 10)
 
     def threshold(self, normal: float, strict: bool, echo_cancelled: bool) -> float:
         """The score a model with threshold `normal` must reach now (while answering: `strict`)."""
@@ -170,3 +203,9 @@ class WakeDetector:
         for buffer in self._model.prediction_buffer.values():
             buffer.clear()
         self._streak.clear()
+        self._energy.clear()
+
+
+def _energy(pcm: np.ndarray) -> float:
+    samples = pcm.astype(np.float64)
+    return float(np.dot(samples, samples))

@@ -48,3 +48,21 @@ def test_format_devices_is_readable(pulse_rig: PulseRig) -> None:
     assert text.startswith("Input devices (audio.input):")
     assert "Output devices (audio.output):" in text
     assert "hark_mic" in text and "16 kHz native" in text
+
+
+def test_a_late_callback_does_not_move_the_stream_clock() -> None:
+    """PortAudio stamps the block on its own clock; our clock is read when the callback runs. A callback that
+    runs 40 ms late still reports when its block really plays."""
+    from daemon.audio.devices import StreamClock
+
+    clock = StreamClock("output")
+    pa_minus_mono = 1000.0  # PortAudio's clock is another clock altogether
+    for n in range(50):
+        now = 10.0 + n * 0.02
+        late = 0.04 if n == 30 else 0.0
+        stamped = now - late + pa_minus_mono  # PortAudio stamped the block before the callback was delayed
+        times = {"current_time": stamped, "output_buffer_dac_time": stamped + 0.05}
+        played = clock.block_time(times, now)
+        assert abs(played - (now - late + 0.05)) < 1e-3, (n, played)
+    assert clock.block_time(None, 20.0) == 20.0  # no times from the host API: the callback time
+    assert StreamClock("input").block_time({"current_time": 5.0, "input_buffer_adc_time": 0.0}, 7.0) == 7.0

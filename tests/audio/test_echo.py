@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from daemon.audio.echo import BLOCK_SAMPLES, EchoCanceller, FarEnd, device_cancels_echo, wanted
-from daemon.audio.frames import FRAME_SAMPLES, INPUT_RATE_HZ
+from daemon.audio.frames import FRAME_SAMPLES, INPUT_RATE_HZ, WAKE_STEP_SAMPLES, AudioFrame
 from daemon.config.settings import WakeSettings
 from daemon.listen.wake import WakeDetector
 from tests.speech import Speech, read_wav
@@ -31,18 +31,39 @@ def _room(signal: np.ndarray, delay_ms: int, seed: int = 0) -> np.ndarray:
 
 
 def _run(aec: EchoCanceller, ref: FarEnd, far: np.ndarray, mic: np.ndarray, clock_error_s: float) -> np.ndarray:
+    """AEC3's output of `_run_both`."""
+    return _run_both(aec, ref, far, mic, clock_error_s)[0]
+
+
+def _run_both(
+    aec: EchoCanceller, ref: FarEnd, far: np.ndarray, mic: np.ndarray, clock_error_s: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Play `far` and capture `mic` frame by frame on a virtual clock; the reference is handed to the
     "device" 100 ms before it plays, and the capture clock is `clock_error_s` off (a device buffer nobody
-    reported)."""
-    out = np.zeros_like(mic)
+    reported). Both outputs: AEC3's and the linear canceller's."""
+    out, linear = np.zeros_like(mic), np.zeros_like(mic)
     t0, ahead = 100.0, RATE // 10
     for i in range(0, len(mic) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
         j = i + ahead if i else 0
         block = far[j : i + ahead + FRAME_SAMPLES]
         ref.push(block.tobytes(), t0 + (j - ahead) / RATE, latency_s=ahead / RATE)
         aec.captured(i + FRAME_SAMPLES, t0 + (i + FRAME_SAMPLES) / RATE - clock_error_s)
-        out[i : i + FRAME_SAMPLES] = np.frombuffer(aec.process(mic[i : i + FRAME_SAMPLES].tobytes(), i), np.int16)
-    return out
+        cleaned = aec.process(mic[i : i + FRAME_SAMPLES].tobytes(), i)
+        out[i : i + FRAME_SAMPLES] = np.frombuffer(cleaned.pcm, np.int16)
+        assert cleaned.linear is not None, "libspeexdsp1 is part of the test rig (scripts/bootstrap)"
+        linear[i : i + FRAME_SAMPLES] = np.frombuffer(cleaned.linear, np.int16)
+    return out, linear
+
+
+def _wakes_over_answer(models_dir: Path, out: np.ndarray, linear: np.ndarray | None) -> list[int]:
+    """Samples at which the detector fires, fed as the assistant feeds it while an answer plays."""
+    det = WakeDetector(WakeSettings(), models_dir)
+    found = []
+    for i in range(0, len(out) - WAKE_STEP_SAMPLES + 1, WAKE_STEP_SAMPLES):
+        step = slice(i, i + WAKE_STEP_SAMPLES)
+        frame = AudioFrame(out[step].tobytes(), i, None if linear is None else linear[step].tobytes())
+        found += [d.sample for d in det.process(frame, strict=True, echo_cancelled=True)]
+    return found
 
 
 def _erle_db(mic: np.ndarray, out: np.ndarray) -> float:
@@ -116,6 +137,52 @@ def test_speech_in_the_room_without_any_playback_passes_through(answer: np.ndarr
     out = _run(aec, ref, silence, answer, 0.0)
     steady = slice(RATE, len(out))
     assert abs(_erle_db(answer[steady], out[steady])) < 3  # what the user says is not removed
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Speech:
+    return Speech(tmp_path_factory.mktemp("echo-barge-in"), models_dir)
+
+
+def test_hey_jarvis_spoken_over_a_louder_answer_interrupts_it(
+    answer: np.ndarray, speech: Speech, models_dir: Path
+) -> None:
+    """The echo is 6 dB louder than the user. AEC3 alone suppresses the user along with the echo; the
+    linear canceller's output keeps the voice, and AEC3 still hears someone, so the wake word counts."""
+    wake = read_wav(speech.espeak("Hey Jarvis"))[0].astype(np.float64)
+    # the first answer lets the filters learn the room; the user speaks 3 s into the second
+    far = np.concatenate([answer, answer, np.zeros(RATE, dtype=np.int16)])
+    echo = _room(far, 60)
+    at = len(answer) + 3 * RATE
+    user = np.zeros_like(echo)
+    level = np.sqrt(np.mean(echo[len(answer) : 2 * len(answer)] ** 2))
+    user[at : at + len(wake)] = wake * level / np.sqrt(np.mean(wake[np.abs(wake) > 300] ** 2)) / 2
+    mic = np.clip(echo + user, -32768, 32767).astype(np.int16)
+    ref = FarEnd(ring_s=8.0)
+    ref.open(RATE)
+    aec = EchoCanceller(ref)
+    aec.start_stream()
+    out, linear = _run_both(aec, ref, far, mic, 0.0)
+    heard = _wakes_over_answer(models_dir, out, linear)
+    assert any(at <= s <= at + len(wake) + RATE for s in heard), heard
+    assert _wakes_over_answer(models_dir, out, None) == []  # what AEC3 alone left of the user
+
+
+def test_an_answer_that_says_hey_jarvis_itself_does_not_wake_the_speaker(
+    answer: np.ndarray, speech: Speech, models_dir: Path
+) -> None:
+    """The answer quotes the wake word 2 s into it, before the linear filter has learned the room: its output
+    still holds enough of that echo to fire, but AEC3's output is silent, so nobody in the room said it."""
+    quote = read_wav(speech.piper("To wake me, just say: hey Jarvis. Hey Jarvis!"))[0]
+    far = np.concatenate([answer[: 2 * RATE], quote, answer[: 2 * RATE]])
+    mic = np.clip(_room(far, 60), -32768, 32767).astype(np.int16)
+    ref = FarEnd(ring_s=8.0)
+    ref.open(RATE)
+    aec = EchoCanceller(ref)
+    aec.start_stream()
+    out, linear = _run_both(aec, ref, far, mic, 0.0)
+    assert _wakes_over_answer(models_dir, out, linear) == []
+    assert _wakes_over_answer(models_dir, linear, None) != []  # the linear output alone would have woken it
 
 
 def test_auto_leaves_devices_that_cancel_echo_themselves_alone() -> None:
