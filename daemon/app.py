@@ -30,7 +30,7 @@ from daemon.core.choices import ChoiceStore, RuntimeChoices
 from daemon.core.controller import Controller
 from daemon.core.states import State
 from daemon.listen.gate import WakeGate
-from daemon.listen.turn import TurnDetector, load_turn_model
+from daemon.listen.turn import TurnDetector, load_turn_model, load_turn_words
 from daemon.listen.wake import WakeDetector
 from daemon.observe import events as ev
 from daemon.observe.bus import EventBus
@@ -110,7 +110,13 @@ async def build(
         # the server's VAD ends the turn: ending it sooner here would stop the audio before the server has
         # heard the silence it waits for, and nobody would answer
         endpoint = endpoint.model_copy(update={"turn_model": "none"})
-    turn_model = await loop.run_in_executor(None, load_turn_model, endpoint, turn_model_path(settings.models_dir))
+    turn_model, turn_words = await asyncio.gather(
+        loop.run_in_executor(None, load_turn_model, endpoint, turn_model_path(settings.models_dir)),
+        loop.run_in_executor(None, load_turn_words, endpoint),
+    )
+    if turn_model is None and turn_words is not None:  # the words only ever overrule the model
+        turn_words.close()
+        turn_words = None
     wake_s = time.monotonic() - started
     voice = _local_voice(settings)
     choices = ChoiceStore(
@@ -129,7 +135,7 @@ async def build(
         source=source,
         sink=sink,
         wake=wake,
-        endpointer=TurnDetector(endpoint, turn_model),
+        endpointer=TurnDetector(endpoint, turn_model, turn_words),
         responder=responder,
         voice=voice,
         chimes=chimes,
@@ -139,6 +145,7 @@ async def build(
     controller = Controller(assistant)
     daemon = Daemon(settings, assistant, controller, bus, trace, tools)
     daemon.closers.append(("the assistant", assistant.shutdown))
+    daemon.closers.append(("the turn words", parts.endpointer.aclose))
     if settings.mqtt.host:
         from daemon.mqtt.link import arbiter_for, attach
 
