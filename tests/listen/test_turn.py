@@ -253,14 +253,17 @@ def chime_settings(tmp_path: Path, models_dir: Path, wav: Path, **endpoint: Any)
 async def test_daemon_does_not_cut_a_hesitant_request_and_ends_a_complete_one_by_the_model(
     tmp_path: Path, speech: Speech, models_dir: Path
 ) -> None:
-    paused = request_clip(speech, hesitant(speech.piper(HESITANT), [1.0]))
-    run = await run_once(chime_settings(tmp_path, models_dir, speech.wav(paused, "turn-hesitant")))
+    # "Send a message to, … my sister.": it sounds finished at the pause, and the words say it is not
+    paused = request_clip(speech, hesitant(speech.piper(STOPS_ON_A_WORD[0]), [1.0]))
+    run = await run_once(chime_settings(tmp_path, models_dir, speech.wav(paused, "turn-hesitant-words")))
     assert run.states() == ["listening", "processing", "responding", "idle"]
     end = run.first("speech_ended")
     # the request's last word ends where the clip's second part ends (the pause is inside that part)
     assert end["decided_sample"] >= paused.spans[1].end, run.events("turn_judged")
     assert end["reason"] in ("model", "silence") and end["timed_out"] is False
-    assert run.events("turn_judged"), "each judgement is in the trace"
+    judged = run.events("turn_judged")
+    assert judged, "each judgement is in the trace"
+    assert judged[0]["unfinished_word"] is True, judged
 
     done = request_clip(speech, complete(speech.piper(COMPLETE)))
     run = await run_once(chime_settings(tmp_path, models_dir, speech.wav(done, "turn-complete")))
@@ -268,7 +271,8 @@ async def test_daemon_does_not_cut_a_hesitant_request_and_ends_a_complete_one_by
     assert end["reason"] == "model"
     assert done.spans[1].end < end["decided_sample"] < done.spans[1].end + 690 * MS
     judged = run.first("turn_judged")
-    assert set(judged) >= {"probability", "silence_ms", "inference_ms", "wait_ms", "sample"}
+    assert set(judged) >= {"probability", "silence_ms", "inference_ms", "wait_ms", "sample", "unfinished_word"}
+    assert judged["unfinished_word"] is False
 
 
 async def test_daemon_with_turn_model_none_ends_by_silence_as_before(
