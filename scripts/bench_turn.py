@@ -296,6 +296,8 @@ async def turn_table(cases: list[Case], models: Path, thresholds: list[float]) -
         settings = EndpointSettings(**overrides)
         model = loaded if settings.turn_model == "smart-turn" else None
         heard = words if settings.turn_words == "pocketsphinx" else None
+        if heard is not None:
+            heard.forget_channel()  # every configuration hears the requests from the same starting point
         outcomes = [await decide(c, settings, model, heard, executor) for c in cases]
         by_case = dict(zip((id(c) for c in cases), outcomes, strict=True))
         out_main = [by_case[id(c)] for c in main]
@@ -412,25 +414,32 @@ async def latency_table(cases: list[Case], models: Path, cache: Path, runs: int,
         "| configuration | runs | → commit median | p90 | → first answer sample median | p90 |\n"
         "|---|---|---|---|---|---|"
     )
+    plan = (
+        ("Smart Turn + last word (defaults)", {}, runs),
+        ("Smart Turn alone (turn_words = none)", {"turn_words": "none"}, runs),
+        ("no model, end_silence_ms 700 (before)", {"turn_model": "none"}, baseline_runs),
+    )
+    results: dict[str, tuple[list[float], list[float]]] = {label: ([], []) for label, _, _ in plan}
+    cycle = chosen * (max(runs, baseline_runs) // max(1, len(chosen)) + 1)
     try:
-        for label, endpoint, n in (
-            ("Smart Turn (defaults)", {}, runs),
-            ("no model, end_silence_ms 700 (before)", {"turn_model": "none"}, baseline_runs),
-        ):
-            commit, ear = [], []
-            for case in (chosen * (n // max(1, len(chosen)) + 1))[:n]:
+        # the configurations take turns run by run, so a change in the machine's load falls on all of them
+        for i, case in enumerate(cycle[: max(runs, baseline_runs)]):
+            for label, endpoint, n in plan:
+                if i >= n:
+                    continue
                 server.server.replies.clear()
                 server.server.replies.append(Reply(audio=tone(300)))
                 c, e = await daemon_run(case, wake, models, server.url, endpoint)
-                commit.append(c)
-                ear.append(e)
-            if commit:
-                print(
-                    f"| {label} | {n} | {statistics.median(commit):.0f} | {pct(commit, 0.9):.0f} | "
-                    f"{statistics.median(ear):.0f} | {pct(ear, 0.9):.0f} |"
-                )
+                results[label][0].append(c)
+                results[label][1].append(e)
     finally:
         server.stop()
+    for label, (commit, ear) in results.items():
+        if commit:
+            print(
+                f"| {label} | {len(commit)} | {statistics.median(commit):.0f} | {pct(commit, 0.9):.0f} | "
+                f"{statistics.median(ear):.0f} | {pct(ear, 0.9):.0f} |"
+            )
 
 
 def main() -> int:
