@@ -10,8 +10,8 @@ en-US acoustic model, dictionary and general language model that its wheel carri
 Streaming, so the answer is ready when the pause is: every frame of the request is decoded as it arrives, in
 this module's own thread (the decoder is not thread-safe; PocketSphinx releases the GIL while it decodes),
 and at a pause the partial hypothesis is read in well under a millisecond. The search is narrowed for speed
-(no second pass, fewer active HMMs and words per frame): the same last words as the default search on the
-test speech at half the CPU (scripts/bench_turn.py prints the real-time factor).
+(no second pass, fewer active HMMs and words per frame): as good as the default search on the test speech
+at half the CPU (see SEARCH; scripts/bench_turn.py prints the real-time factor).
 
 Only a closed list of words counts (`endpoint.turn_unfinished_words`): the recognizer's wrong guesses are
 mostly other words, so a mistake costs a complete request the ceiling's wait, and only when it happens to end
@@ -35,8 +35,9 @@ BYTES_PER_S = 32_000
 
 SEARCH = {"fwdflat": False, "bestpath": False, "maxhmmpf": 10000, "maxwpf": 20, "pbeam": 1e-40, "wbeam": 1e-24}
 """The narrowed search (PocketSphinx's defaults: second passes on, maxhmmpf 30000, maxwpf -1, pbeam 1e-48,
-wbeam 7e-29). Measured on the 120 test requests: the same last word at every pause, 0.09 × real time instead
-of 0.18 on this x86 (bench_turn.py)."""
+wbeam 7e-29). Measured at every pause of the 120 requests of scripts/bench_turn.py: as many mid-sentence pauses
+on an unfinished word (46 of 72) and as many complete requests wrongly so (1 of 60) as the default search, at
+0.09 × real time instead of 0.18 on this x86; narrower still (maxhmmpf 5000) lost 7 of the 46."""
 
 
 class WordsError(Exception):
