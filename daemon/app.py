@@ -110,13 +110,7 @@ async def build(
         # the server's VAD ends the turn: ending it sooner here would stop the audio before the server has
         # heard the silence it waits for, and nobody would answer
         endpoint = endpoint.model_copy(update={"turn_model": "none"})
-    turn_model, turn_words = await asyncio.gather(
-        loop.run_in_executor(None, load_turn_model, endpoint, turn_model_path(settings.models_dir)),
-        loop.run_in_executor(None, load_turn_words, endpoint),
-    )
-    if turn_model is None and turn_words is not None:  # the words only ever overrule the model
-        turn_words.close()
-        turn_words = None
+    turn_model = await loop.run_in_executor(None, load_turn_model, endpoint, turn_model_path(settings.models_dir))
     wake_s = time.monotonic() - started
     voice = _local_voice(settings)
     choices = ChoiceStore(
@@ -135,7 +129,7 @@ async def build(
         source=source,
         sink=sink,
         wake=wake,
-        endpointer=TurnDetector(endpoint, turn_model, turn_words),
+        endpointer=TurnDetector(endpoint, turn_model),
         responder=responder,
         voice=voice,
         chimes=chimes,
@@ -157,7 +151,10 @@ async def build(
     daemon.closers += [("the microphone", source.aclose), ("the speaker", lambda: _close_sink(sink_up, sink))]
     if voice is not None:
         daemon.closers.append(("the local voice", voice.close))
-    loading = tasks.spawn(_load_after(responder, voice if settings.fallback.load == "start" else None), "hark-loads")
+    words_for = parts.endpointer if turn_model is not None and endpoint.turn_words != "none" else None
+    loading = tasks.spawn(
+        _load_after(responder, voice if settings.fallback.load == "start" else None, words_for), "hark-loads"
+    )
     daemon.loading = loading
     if not ready_early:
         await asyncio.gather(sink_up, loading)
@@ -220,18 +217,22 @@ def _local_voice(settings: Settings) -> LocalVoice | None:
     return LocalVoice(settings.fallback, settings.models_dir)
 
 
-async def _load_after(responder: Responder, voice: LocalVoice | None) -> None:
+async def _load_after(responder: Responder, voice: LocalVoice | None, turn: TurnDetector | None) -> None:
     """Right after READY=1, one after the other (a 2-core board also has to keep listening): the cloud
-    responder, then the voice (fallback.load = "start"). Whatever needs either before waits for it."""
+    responder, then the voice (fallback.load = "start"), then the end-of-turn word recognizer (~0.3 s; until
+    it is there the turn model decides alone). Whatever needs the first two before waits for them."""
     if isinstance(responder, DeferredResponder):
         with contextlib.suppress(Exception):  # its own task logs a failure
             await responder.wait()
-    if voice is None:
-        return
-    try:
-        await voice.load()
-    except VoiceError as e:
-        log.error("local voice unavailable: %s; offline answers and announcements will fail", e)
+    if voice is not None:
+        try:
+            await voice.load()
+        except VoiceError as e:
+            log.error("local voice unavailable: %s; offline answers and announcements will fail", e)
+    if turn is not None:
+        words = await asyncio.get_running_loop().run_in_executor(None, load_turn_words, turn.settings)
+        if words is not None:
+            turn.use_words(words)
 
 
 async def run(settings: Settings, secrets: Secrets, trace_path: str | None = None) -> int:

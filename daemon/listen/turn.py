@@ -107,6 +107,7 @@ class TurnDetector:
         self.settings = settings
         self.model = model
         self.words = words if model is not None else None
+        self._next_words: Words | None = None  # loaded after start-up: heard from the next request on
         # With a model, webrtcvad's own end of silence is the ceiling; the model ends the request earlier.
         self._endpointer = Endpointer(settings, end_silence_ms=settings.turn_max_silence_ms if model else None)
         self._turn = turn_settings(settings)
@@ -128,8 +129,18 @@ class TurnDetector:
 
     def start(self, sample: int, start_timeout_s: float | None = None) -> None:
         """Arm at input sample `sample`, as `Endpointer.start`; a new request starts from scratch."""
+        if self._next_words is not None:
+            self.words, self._next_words = self._next_words, None
         self._endpointer.start(sample, start_timeout_s)
         self._reset()
+
+    def use_words(self, words: Words) -> None:
+        """The word recognizer, loaded after start-up: heard from the next request on (one already under way
+        is decided without it). Without a turn model there is nothing for it to overrule: it is closed."""
+        if self.model is None:
+            words.close()
+            return
+        self._next_words = words
 
     def stop(self) -> None:
         """Disarm without an event (barge-in, mute, shutdown); an answer still in flight is dropped."""
@@ -138,8 +149,9 @@ class TurnDetector:
 
     async def aclose(self) -> None:
         """Stop the word recognizer's thread (at shutdown)."""
-        if self.words is not None:
-            self.words.close()
+        for words in (self.words, self._next_words):
+            if words is not None:
+                words.close()
 
     def _reset(self) -> None:
         self._epoch += 1

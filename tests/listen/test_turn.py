@@ -128,6 +128,19 @@ async def test_a_request_paused_after_the_or_to_is_not_cut_though_it_sounds_fini
         assert end.reason == "model", "and the real end is still decided by the model"
 
 
+async def test_words_loaded_after_start_up_are_heard_from_the_next_request_on(
+    speech: Speech, model: SmartTurn, words: Words, executor: ThreadPoolExecutor
+) -> None:
+    detector = TurnDetector(EndpointSettings(), model)  # the daemon starts listening before the words load
+    detector.start(0)
+    detector.use_words(words)
+    assert detector.words is None, "not in the middle of a request"
+    clip = hesitant(speech.piper(STOPS_ON_A_WORD[0]), [0.8])
+    end = ended(await feed(detector, clip, executor))  # feed() starts the next request
+    assert detector.words is words
+    assert end.decided_sample > clip.spans[-1].end, "not cut"
+
+
 async def test_a_word_recognizer_that_fails_leaves_the_decision_to_the_model(
     speech: Speech, model: SmartTurn, executor: ThreadPoolExecutor, caplog: pytest.LogCaptureFixture
 ) -> None:
