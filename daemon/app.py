@@ -30,7 +30,7 @@ from daemon.core.choices import ChoiceStore, RuntimeChoices
 from daemon.core.controller import Controller
 from daemon.core.states import State
 from daemon.listen.gate import WakeGate
-from daemon.listen.turn import TurnDetector, load_turn_model
+from daemon.listen.turn import TurnDetector, load_turn_model, load_turn_words
 from daemon.listen.wake import WakeDetector
 from daemon.observe import events as ev
 from daemon.observe.bus import EventBus
@@ -139,6 +139,7 @@ async def build(
     controller = Controller(assistant)
     daemon = Daemon(settings, assistant, controller, bus, trace, tools)
     daemon.closers.append(("the assistant", assistant.shutdown))
+    daemon.closers.append(("the turn words", parts.endpointer.aclose))
     if settings.mqtt.host:
         from daemon.mqtt.link import arbiter_for, attach
 
@@ -150,7 +151,10 @@ async def build(
     daemon.closers += [("the microphone", source.aclose), ("the speaker", lambda: _close_sink(sink_up, sink))]
     if voice is not None:
         daemon.closers.append(("the local voice", voice.close))
-    loading = tasks.spawn(_load_after(responder, voice if settings.fallback.load == "start" else None), "hark-loads")
+    words_for = parts.endpointer if turn_model is not None and endpoint.turn_words != "none" else None
+    loading = tasks.spawn(
+        _load_after(responder, voice if settings.fallback.load == "start" else None, words_for), "hark-loads"
+    )
     daemon.loading = loading
     if not ready_early:
         await asyncio.gather(sink_up, loading)
@@ -213,18 +217,22 @@ def _local_voice(settings: Settings) -> LocalVoice | None:
     return LocalVoice(settings.fallback, settings.models_dir)
 
 
-async def _load_after(responder: Responder, voice: LocalVoice | None) -> None:
+async def _load_after(responder: Responder, voice: LocalVoice | None, turn: TurnDetector | None) -> None:
     """Right after READY=1, one after the other (a 2-core board also has to keep listening): the cloud
-    responder, then the voice (fallback.load = "start"). Whatever needs either before waits for it."""
+    responder, then the voice (fallback.load = "start"), then the end-of-turn word recognizer (~0.3 s; until
+    it is there the turn model decides alone). Whatever needs the first two before waits for them."""
     if isinstance(responder, DeferredResponder):
         with contextlib.suppress(Exception):  # its own task logs a failure
             await responder.wait()
-    if voice is None:
-        return
-    try:
-        await voice.load()
-    except VoiceError as e:
-        log.error("local voice unavailable: %s; offline answers and announcements will fail", e)
+    if voice is not None:
+        try:
+            await voice.load()
+        except VoiceError as e:
+            log.error("local voice unavailable: %s; offline answers and announcements will fail", e)
+    if turn is not None:
+        words = await asyncio.get_running_loop().run_in_executor(None, load_turn_words, turn.settings)
+        if words is not None:
+            turn.use_words(words)
 
 
 async def run(settings: Settings, secrets: Secrets, trace_path: str | None = None) -> int:

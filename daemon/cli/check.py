@@ -72,6 +72,11 @@ async def run_checks(settings: Settings, secrets: Secrets) -> int:
         results.append((OK, f"end of turn: {silence_ms} ms of silence (endpoint.turn_model = none)"))
     else:
         results.append((OK, "end of turn: Smart Turn v3 model loads"))
+        words_problem = turn_words_problem(settings)
+        if words_problem is not None:
+            results.append((FAIL, words_problem))
+        elif settings.endpoint.turn_words != "none":
+            results.append((OK, "end of turn: the last word is heard by PocketSphinx (en-US, from its wheel)"))
     results += _audio(settings, skip_wav=bool(bad_files))
     if settings.conversation.responder == "cloud" and settings.conversation.backend == "cascade":
         results += await _cascade(settings, secrets)
@@ -126,5 +131,24 @@ def turn_model_problem(settings: Settings) -> str | None:
         return (
             f'{e} (or set endpoint.turn_model = "none"); until then requests end after '
             f"{settings.endpoint.end_silence_ms} ms of silence"
+        )
+    return None
+
+
+def turn_words_problem(settings: Settings) -> str | None:
+    """For `hark check`: why the word recognizer (endpoint.turn_words) cannot be used, None if it can."""
+    if settings.endpoint.turn_model == "none" or settings.endpoint.turn_words == "none":
+        return None
+    from daemon.listen.words import model_dir
+
+    try:
+        model = model_dir()
+    except ImportError as e:
+        return f"endpoint.turn_words: pocketsphinx is not installed ({e}): run scripts/install-deps"
+    missing = [p for p in ("en-us", "cmudict-en-us.dict", "en-us.lm.bin") if not (model / p).exists()]
+    if missing:
+        return (
+            f"endpoint.turn_words: the pocketsphinx wheel lacks {', '.join(missing)} in {model}: reinstall it "
+            '(scripts/install-deps), or set endpoint.turn_words = "none"; until then the turn model decides alone'
         )
     return None

@@ -147,6 +147,15 @@ class WakeSettings(_Section):
         return v
 
 
+UNFINISHED_WORDS = (
+    *("a", "an", "the", "my", "your", "our", "their", "its"),
+    *("to", "for", "of", "in", "at", "by", "with", "from", "into", "about", "than"),
+    *("and", "or", "but"),
+)
+"""Articles, possessives, prepositions and conjunctions: no request ends on them. Words that often do end one
+are left out ("on", "off", "up": "turn the lights on"; "this", "that", "it", "too", "two")."""
+
+
 class EndpointSettings(_Section):
     aggressiveness: Annotated[int, Field(ge=0, le=3)] = 2
     """webrtcvad aggressiveness: 0 keeps most audio as speech, 3 filters hardest."""
@@ -173,6 +182,22 @@ class EndpointSettings(_Section):
     """The ceiling: this much silence ends the request whatever the model says."""
     turn_threshold: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
     """A probability above this means "finished" (0.5 is the model's own decision boundary)."""
+    turn_words: Literal["pocketsphinx", "none"] = "pocketsphinx"
+    """With a turn model: "pocketsphinx" also listens to the words (PocketSphinx's en-US model, in its own
+    thread, while a request is heard); a request whose last word so far is in turn_unfinished_words is not
+    ended by the model, only by speech going on or by turn_max_silence_ms. "none" = the model alone."""
+    turn_unfinished_words: list[str] = Field(default_factory=lambda: list(UNFINISHED_WORDS))
+    """Words a request cannot end on (lower case, as PocketSphinx's dictionary spells them)."""
+
+    @field_validator("turn_unfinished_words")
+    @classmethod
+    def _one_lower_case_word_each(cls, v: list[str]) -> list[str]:
+        bad = [w for w in v if not w or w != w.lower() or any(c.isspace() for c in w)]
+        if bad:
+            raise ValueError(
+                f"turn_unfinished_words must be single lower-case words (as the recognizer spells them), got {bad}"
+            )
+        return v
 
     @model_validator(mode="after")
     def _turn_silences(self) -> EndpointSettings:

@@ -289,8 +289,10 @@ class TurnPolicy:
             return self._pending
         return None
 
-    def judged(self, ask: TurnAsk, probability: float | None) -> TurnEnd | None:
-        """The model's answer to `ask` (None: it failed, keep listening). "Complete" ends the turn at once."""
+    def judged(self, ask: TurnAsk, probability: float | None, unfinished_word: bool = False) -> TurnEnd | None:
+        """The model's answer to `ask` (None: it failed, keep listening). "Complete" ends the turn at once,
+        unless the request so far ends on a word no request ends on (`unfinished_word`, from daemon.listen.words):
+        then the answer counts as "unfinished", whatever the tone."""
         if self._pending is None or ask != self._pending:
             log.debug("stale turn judgement %.3f ignored (speech resumed after it was asked)", probability or 0.0)
             return None
@@ -299,6 +301,6 @@ class TurnPolicy:
         if probability is None:
             return None
         self._last_probability = probability
-        if probability > self.settings.turn_threshold:
+        if probability > self.settings.turn_threshold and not unfinished_word:
             return TurnEnd("model", ask.silence_samples, probability)
         return None

@@ -84,6 +84,11 @@ class TurnJudged(Event):
     wait_ms: float
     sample: int
     """The input sample up to which the model heard the request."""
+    unfinished_word: bool | None = None
+    """The request so far ends on a word no request ends on (endpoint.turn_unfinished_words): the model's
+    "finished" does not end it. None: the words were not consulted (turn_words = "none", or they failed)."""
+    words_lag_ms: float | None = None
+    """From asking the word recognizer to its answer (~0 when it keeps up with the microphone)."""
 
 
 @dataclass(frozen=True, slots=True)

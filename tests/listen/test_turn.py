@@ -17,7 +17,8 @@ from daemon.config.models import turn_model_path
 from daemon.config.settings import EndpointSettings, Settings
 from daemon.listen.endpoint import Endpointer
 from daemon.listen.smart_turn import SmartTurn
-from daemon.listen.turn import JUDGEMENT_TIMEOUT_S, TurnDetector, TurnEvent, load_turn_model
+from daemon.listen.turn import JUDGEMENT_TIMEOUT_S, TurnDetector, TurnEvent, load_turn_model, load_turn_words
+from daemon.listen.words import Words
 from daemon.observe.events import Error, SpeechEnded, SpeechStarted, TurnJudged
 from tests.harness import run_once, settings_for
 from tests.listen.turn_speech import complete, hesitant
@@ -27,6 +28,9 @@ MS = INPUT_RATE_HZ // 1000
 HESITANT = "Set a timer for, ten minutes."
 """Piper renders "set a timer for," with a continuing intonation (phase 1: p = 0.06 cut there, 0.97 whole)."""
 COMPLETE = "Turn on the kitchen lights."
+STOPS_ON_A_WORD = ("Send a message to, my sister.", "Turn on the, kitchen lights.")
+"""Piper gives these pauses a finished-sounding tone: Smart Turn alone calls them finished (0.97), the words
+("... to", "... the") tell that they are not."""
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +38,14 @@ def model(models_dir: Path) -> SmartTurn:
     loaded = load_turn_model(EndpointSettings(), turn_model_path(models_dir))
     assert loaded is not None
     return loaded
+
+
+@pytest.fixture(scope="module")
+def words() -> Iterator[Words]:
+    loaded = load_turn_words(EndpointSettings())
+    assert loaded is not None
+    yield loaded
+    loaded.close()
 
 
 @pytest.fixture
@@ -64,16 +76,17 @@ def ended(events: list[TurnEvent]) -> SpeechEnded:
 
 
 async def test_a_complete_request_ends_by_the_model_after_the_first_short_silence(
-    speech: Speech, model: SmartTurn, executor: ThreadPoolExecutor
+    speech: Speech, model: SmartTurn, words: Words, executor: ThreadPoolExecutor
 ) -> None:
     settings = EndpointSettings()
     for path in (speech.piper(COMPLETE), speech.espeak(COMPLETE.lower())):
         clip = complete(path)
-        events = await feed(TurnDetector(settings, model), clip, executor)
+        events = await feed(TurnDetector(settings, model, words), clip, executor)
         end = ended(events)
         judged = [e for e in events if isinstance(e, TurnJudged)]
         assert end.reason == "model" and not end.timed_out, (path.name, events)
         assert judged and judged[-1].probability > settings.turn_threshold
+        assert judged[-1].unfinished_word is False, "the words were heard, and they end the sentence"
         assert judged[0].silence_ms >= settings.turn_min_silence_ms and judged[0].inference_ms > 0
         true_end = clip.spans[-1].end
         assert abs(end.sample - true_end) <= 60 * MS, "sample still marks where the voice stopped"
@@ -94,6 +107,53 @@ async def test_a_hesitant_request_is_not_cut_at_its_pause(
         assert all(e.probability <= settings.turn_threshold for e in early), early
         assert end.decided_sample >= clip.spans[-1].end, f"cut at the pause: {events}"
         assert end.sample >= clip.spans[-1].end - 60 * MS
+
+
+async def test_a_request_paused_after_the_or_to_is_not_cut_though_it_sounds_finished(
+    speech: Speech, model: SmartTurn, words: Words, executor: ThreadPoolExecutor
+) -> None:
+    settings = EndpointSettings()
+    for text in STOPS_ON_A_WORD:
+        clip = hesitant(speech.piper(text), [0.8])
+        pause = (clip.spans[0].end, clip.spans[1].start)
+        alone = ended(await feed(TurnDetector(settings, model), clip, executor))
+        assert alone.decided_sample < pause[1], f"{text!r}: the model alone cuts it (why the words are heard)"
+
+        events = await feed(TurnDetector(settings, model, words), clip, executor)
+        in_pause = [e for e in events if isinstance(e, TurnJudged) and pause[0] < e.sample < pause[1]]
+        assert in_pause and in_pause[0].probability > settings.turn_threshold, "it still sounds finished"
+        assert in_pause[0].unfinished_word is True and in_pause[0].words_lag_ms is not None
+        end = ended(events)
+        assert end.decided_sample > clip.spans[-1].end, f"{text!r} cut at its pause: {events}"
+        assert end.reason == "model", "and the real end is still decided by the model"
+
+
+async def test_words_loaded_after_start_up_are_heard_from_the_next_request_on(
+    speech: Speech, model: SmartTurn, words: Words, executor: ThreadPoolExecutor
+) -> None:
+    detector = TurnDetector(EndpointSettings(), model)  # the daemon starts listening before the words load
+    detector.start(0)
+    detector.use_words(words)
+    assert detector.words is None, "not in the middle of a request"
+    clip = hesitant(speech.piper(STOPS_ON_A_WORD[0]), [0.8])
+    end = ended(await feed(detector, clip, executor))  # feed() starts the next request
+    assert detector.words is words
+    assert end.decided_sample > clip.spans[-1].end, "not cut"
+
+
+async def test_a_word_recognizer_that_fails_leaves_the_decision_to_the_model(
+    speech: Speech, model: SmartTurn, executor: ThreadPoolExecutor, caplog: pytest.LogCaptureFixture
+) -> None:
+    closed = load_turn_words(EndpointSettings())
+    assert closed is not None
+    closed.close()  # its thread is gone: every answer is an error
+    caplog.set_level(logging.WARNING, logger="daemon.listen.turn")
+    events = await feed(TurnDetector(EndpointSettings(), model, closed), complete(speech.piper(COMPLETE)), executor)
+    assert ended(events).reason == "model"
+    judged = [e for e in events if isinstance(e, TurnJudged)]
+    assert judged and judged[0].unfinished_word is None
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "decides this request alone" in warnings[0], warnings
 
 
 async def test_turn_model_none_is_the_plain_endpointer(speech: Speech, executor: ThreadPoolExecutor) -> None:
@@ -206,14 +266,17 @@ def chime_settings(tmp_path: Path, models_dir: Path, wav: Path, **endpoint: Any)
 async def test_daemon_does_not_cut_a_hesitant_request_and_ends_a_complete_one_by_the_model(
     tmp_path: Path, speech: Speech, models_dir: Path
 ) -> None:
-    paused = request_clip(speech, hesitant(speech.piper(HESITANT), [1.0]))
-    run = await run_once(chime_settings(tmp_path, models_dir, speech.wav(paused, "turn-hesitant")))
+    # "Send a message to, … my sister.": it sounds finished at the pause, and the words say it is not
+    paused = request_clip(speech, hesitant(speech.piper(STOPS_ON_A_WORD[0]), [1.0]))
+    run = await run_once(chime_settings(tmp_path, models_dir, speech.wav(paused, "turn-hesitant-words")))
     assert run.states() == ["listening", "processing", "responding", "idle"]
     end = run.first("speech_ended")
     # the request's last word ends where the clip's second part ends (the pause is inside that part)
     assert end["decided_sample"] >= paused.spans[1].end, run.events("turn_judged")
     assert end["reason"] in ("model", "silence") and end["timed_out"] is False
-    assert run.events("turn_judged"), "each judgement is in the trace"
+    judged = run.events("turn_judged")
+    assert judged, "each judgement is in the trace"
+    assert judged[0]["unfinished_word"] is True, judged
 
     done = request_clip(speech, complete(speech.piper(COMPLETE)))
     run = await run_once(chime_settings(tmp_path, models_dir, speech.wav(done, "turn-complete")))
@@ -221,7 +284,8 @@ async def test_daemon_does_not_cut_a_hesitant_request_and_ends_a_complete_one_by
     assert end["reason"] == "model"
     assert done.spans[1].end < end["decided_sample"] < done.spans[1].end + 690 * MS
     judged = run.first("turn_judged")
-    assert set(judged) >= {"probability", "silence_ms", "inference_ms", "wait_ms", "sample"}
+    assert set(judged) >= {"probability", "silence_ms", "inference_ms", "wait_ms", "sample", "unfinished_word"}
+    assert judged["unfinished_word"] is False
 
 
 async def test_daemon_with_turn_model_none_ends_by_silence_as_before(

@@ -1,0 +1,66 @@
+"""The last word so far, from PocketSphinx's streaming recognizer, on real speech."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from daemon.cli.check import turn_words_problem
+from daemon.config.settings import UNFINISHED_WORDS, EndpointSettings, Settings
+from daemon.listen.turn import load_turn_words
+from daemon.listen.words import LastWord, Words, WordsError
+from tests.listen.turn_speech import split_at_pauses
+from tests.speech import Speech, read_wav
+
+
+@pytest.fixture(scope="module")
+def words() -> Iterator[Words]:
+    loaded = load_turn_words(EndpointSettings())
+    assert loaded is not None
+    yield loaded
+    loaded.close()
+
+
+def hear(words: Words, pcm: bytes) -> LastWord:
+    """A new request: the audio in 30 ms pieces, as the turn detector feeds it, then the last word."""
+    words.restart()
+    for at in range(0, len(pcm), 960):
+        words.feed(pcm[at : at + 960])
+    return words.last_word().result(timeout=10)
+
+
+def test_a_request_that_stops_on_to_is_unfinished_and_the_whole_one_is_not(speech: Speech, words: Words) -> None:
+    pcm = read_wav(speech.piper("Send a message to, my sister."))[0]
+    before_pause = split_at_pauses(pcm, 1)[0]
+    heard = hear(words, bytes(6400) + before_pause.tobytes() + bytes(6400))
+    assert heard == LastWord("to", True, heard.lag_ms)
+    heard = hear(words, bytes(6400) + pcm.tobytes() + bytes(6400))
+    assert heard.word == "sister" and not heard.unfinished
+    assert words.audio_s > 0 and words.decode_s > 0
+
+
+def test_a_new_request_forgets_the_last_one(speech: Speech, words: Words) -> None:
+    hear(words, read_wav(speech.piper("Turn on the kitchen lights."))[0].tobytes())
+    words.restart()
+    assert words.last_word().result(timeout=10).word == ""
+
+
+def test_a_closed_recognizer_answers_with_an_error_not_an_exception_in_the_audio_path() -> None:
+    closed = load_turn_words(EndpointSettings())
+    assert closed is not None
+    closed.close()
+    assert isinstance(closed.feed(bytes(960)).exception(timeout=1), WordsError)
+    with pytest.raises(WordsError, match="closed"):
+        closed.last_word().result(timeout=1)
+
+
+def test_settings_take_single_lower_case_words_and_none_turns_the_words_off() -> None:
+    assert EndpointSettings().turn_unfinished_words == list(UNFINISHED_WORDS)
+    assert {"the", "a", "to", "for", "my", "and"} <= set(UNFINISHED_WORDS)
+    assert not {"on", "off", "it", "that", "too", "two"} & set(UNFINISHED_WORDS), "requests do end on these"
+    with pytest.raises(ValueError, match="single lower-case words"):
+        EndpointSettings(turn_unfinished_words=["The", "of the"])
+    assert load_turn_words(EndpointSettings(turn_words="none")) is None
+    assert load_turn_words(EndpointSettings(turn_model="none")) is None
+    assert turn_words_problem(Settings()) is None
