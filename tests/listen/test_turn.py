@@ -40,14 +40,6 @@ def model(models_dir: Path) -> SmartTurn:
     return loaded
 
 
-@pytest.fixture(scope="module")
-def words() -> Iterator[Words]:
-    loaded = load_turn_words(EndpointSettings())
-    assert loaded is not None
-    yield loaded
-    loaded.close()
-
-
 @pytest.fixture
 def executor() -> Iterator[ThreadPoolExecutor]:
     pool = ThreadPoolExecutor(max_workers=1)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from daemon.cli.check import turn_words_problem
@@ -12,14 +10,6 @@ from daemon.listen.turn import load_turn_words
 from daemon.listen.words import LastWord, Words, WordsError
 from tests.listen.turn_speech import split_at_pauses
 from tests.speech import Speech, read_wav
-
-
-@pytest.fixture(scope="module")
-def words() -> Iterator[Words]:
-    loaded = load_turn_words(EndpointSettings())
-    assert loaded is not None
-    yield loaded
-    loaded.close()
 
 
 def hear(words: Words, pcm: bytes) -> LastWord:
