@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
 """Benchmark on-device command recognition: accuracy on test speech, confusion, CPU, load time, RSS added.
 
-    .venv/bin/python scripts/bench_commands.py [--voices piper en-us ...] [--snr-db 10] [--min-score X]
-                                               [--json FILE]
+    .venv/bin/python scripts/bench_commands.py [--voices piper en-us ...] [--held-out] [--snr-db 10]
+                                               [--min-score X] [--json FILE] [--e2e N]
 
 The household is tests/intents/household.py (5 intents, 5 rooms, 42 in-domain requests, 14 out-of-domain
 ones, several of them near misses like "turn on the kitchen radio"). Each request is spoken by the Piper
 voice and by espeak-ng voices, framed like the daemon hands it over (0.3 s of pre-roll before the speech,
 0.7 s of end-of-speech silence after it, a -70 dBFS noise floor), clean and with white noise at `--snr-db`
 below the speech's RMS. "Exact" = the intent and every slot value as expected; "acted" = an out-of-domain
-request that would have been carried out. "CPU per request-second" is process CPU time spent decoding
-divided by the seconds of audio decoded. "RSS added" is resident memory after building the recognizer
-minus just before (pocketsphinx and hassil already imported, as the daemon has them).
+request that would have been carried out. The issue's test set is the default voices; `--held-out` adds a
+second set the recognizer and `commands.min_score` were not tuned on (espeak-ng en-gb, en-us+f1, en-us+m1,
+en-us+m7 and the Piper voice 25 % slower), to show the choice holds beyond the speech it was chosen on.
+"CPU per request-second" is process CPU time spent deciding divided by the seconds of request audio (pre-roll
+and end-of-speech silence included, as the daemon hands it over). "RSS added" is resident memory after
+building the recognizer minus just before (pocketsphinx and hassil already imported, as the daemon has them).
+Timings depend on the machine's load: the load average is printed with them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -34,12 +39,12 @@ sys.path.insert(0, str(ROOT))
 from tests.speech import espeak_wav, piper_wav, read_wav  # noqa: E402
 
 RATE = 16000
-ESPEAK = {
-    "en-us": {"voice": "en-us", "speed": 150},
-    "en-us+f3": {"voice": "en-us+f3", "speed": 150},
-    "en-us+m3": {"voice": "en-us+m3", "speed": 150},
-    "en-gb": {"voice": "en-gb", "speed": 150},
-}
+TEST_VOICES = ["piper", "en-us", "en-us+f3", "en-us+m3"]
+HELD_OUT_VOICES = ["en-gb", "en-us+f1", "en-us+m1", "en-us+m7", "piper-slow"]
+ESPEAK = {v: {"voice": v, "speed": 150} for v in ["en-us", "en-us+f3", "en-us+m3", *HELD_OUT_VOICES[:4]]}
+PIPER = {"piper": {}, "piper-slow": {"length_scale": 1.25}}
+SWEEP = (-3.5, -4.0, -4.25, -4.5, -4.75, -5.0, -5.5, -6.0)
+GOALS = "goals: clean exact >= 95 %, noisy exact >= 85 %, out-of-domain acted <= 2 %"
 
 
 def rss_kib() -> int:
@@ -49,8 +54,15 @@ def rss_kib() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
+def load_average() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def speech(text: str, voice: str, models: Path, cache: Path) -> np.ndarray:
-    path = piper_wav(text, models, cache) if voice == "piper" else espeak_wav(text, cache, **ESPEAK[voice])
+    if voice in PIPER:
+        path = piper_wav(text, models, cache, **PIPER[voice])
+    else:
+        path = espeak_wav(text, cache, **ESPEAK[voice])
     pcm, _ = read_wav(path)
     return pcm
 
@@ -67,7 +79,8 @@ def framed(pcm: np.ndarray, snr_db: float | None, seed: int) -> bytes:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--voices", nargs="+", default=["piper", "en-us", "en-us+f3", "en-us+m3"])
+    ap.add_argument("--voices", nargs="+", default=TEST_VOICES, choices=[*ESPEAK, *PIPER])
+    ap.add_argument("--held-out", action="store_true", help="also the held-out voice set (second table)")
     ap.add_argument("--snr-db", type=float, default=10.0)
     ap.add_argument("--min-score", type=float, default=None, help="override commands.min_score")
     ap.add_argument("--models", type=Path, default=ROOT / "models")
@@ -88,26 +101,50 @@ def main() -> int:
     from daemon.config.loader import from_dict
     from daemon.intents.recognizer import Recognizer
     from daemon.intents.spec import CommandBook
-    from tests.intents.household import CONFIG, IN_DOMAIN, OUT_OF_DOMAIN
+    from tests.intents.household import CONFIG
 
     settings = from_dict(CONFIG)
-    min_conf = settings.commands.min_score if args.min_score is None else args.min_score
+    min_score = settings.commands.min_score if args.min_score is None else args.min_score
     before = rss_kib()
     t0 = time.perf_counter()
     rec = Recognizer(CommandBook(settings.commands), -1e9)  # every whole sentence; thresholds applied below
     load_s = time.perf_counter() - t0
     rec.recognize(framed(np.zeros(RATE, dtype=np.int16), None, 0))
     rss_added_mib = (rss_kib() - before) / 1024
+    print(f"recognizer: load {load_s:.2f} s, RSS added {rss_added_mib:.1f} MiB, min_score {min_score}")
+
+    sets = [("test set", args.voices)] + ([("held-out set", HELD_OUT_VOICES)] if args.held_out else [])
+    out: dict[str, Any] = {"load_s": load_s, "rss_added_mib": rss_added_mib, "min_score": min_score}
+    for name, voices in sets:
+        rows, timing = run_set(rec, voices, args.snr_db, args.models)
+        for r in rows:
+            r["acted"] = r["got"] if r["got"] and r["score"] >= min_score else ""
+            r["exact"] = bool(r["want"]) and r["acted"] == r["want"] and r["got_slots"] == r["slots"]
+        print(
+            f"\n## {name}: {', '.join(voices)}\n\nrecognizer: CPU per request-second {timing['cpu_per_s']:.4f} s "
+            f"({100 * timing['cpu_per_s']:.1f} % of one core), decision median {timing['median_ms']:.0f} ms, "
+            f"p95 {timing['p95_ms']:.0f} ms ({timing['load']})"
+        )
+        print_tables(rows, voices, min_score)
+        out[name] = {**timing, "rows": rows}
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+    return 0
+
+
+def run_set(rec: Any, voices: list[str], snr_db: float, models: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every request of the household, by every voice, clean and noisy: what the recognizer made of each."""
+    from tests.intents.household import IN_DOMAIN, OUT_OF_DOMAIN
 
     cache = Path(tempfile.gettempdir()) / "hark-bench-commands"
     cache.mkdir(exist_ok=True)
     rows: list[dict[str, Any]] = []
     cpu_s = audio_s = 0.0
     ms: list[float] = []
-    for voice in args.voices:
-        for condition, snr in (("clean", None), ("noisy", args.snr_db)):
+    for voice in voices:
+        for condition, snr in (("clean", None), ("noisy", snr_db)):
             for i, (text, intent, slots) in enumerate([*IN_DOMAIN, *((t, "", {}) for t in OUT_OF_DOMAIN)]):
-                audio = framed(speech(text, voice, args.models, cache), snr, seed=i)
+                audio = framed(speech(text, voice, models, cache), snr, seed=i)
                 c0 = time.process_time()
                 got = rec.recognize(audio)
                 cpu_s += time.process_time() - c0
@@ -124,27 +161,27 @@ def main() -> int:
                         "got": cmd.intent.name if cmd else "",
                         "got_slots": cmd.slots if cmd else {},
                         "heard": got.text,
-                        "confidence": round(got.confidence, 3),
                         "why_not": got.why_not,
                         "score": round(got.score, 2),
                     }
                 )
+    timing = {
+        "cpu_per_s": cpu_s / audio_s,
+        "median_ms": statistics.median(ms),
+        "p95_ms": sorted(ms)[int(0.95 * len(ms))],
+        "load": load_average(),
+    }
+    return rows, timing
 
+
+def print_tables(rows: list[dict[str, Any]], voices: list[str], min_score: float) -> None:
+    """The acceptance table (per voice and in all), the min_score sweep, the confusion summary and the errors."""
     print(
-        f"recognizer: load {load_s:.2f} s, RSS added {rss_added_mib:.1f} MiB, "
-        f"CPU per request-second {cpu_s / audio_s:.4f} s ({100 * cpu_s / audio_s:.1f} % of one core), "
-        f"decode median {statistics.median(ms):.0f} ms, p95 {sorted(ms)[int(0.95 * len(ms))]:.0f} ms, "
-        f"min_score {min_conf}"
-    )
-    for r in rows:
-        r["acted"] = r["got"] if r["got"] and r["score"] >= min_conf else ""
-        r["exact"] = bool(r["want"]) and r["acted"] == r["want"] and r["got_slots"] == r["slots"]
-    print(
-        "\n| voice | condition | in-domain exact | in-domain wrong action | out-of-domain acted |"
+        f"\n{GOALS}\n\n| voice | condition | in-domain exact | in-domain wrong action | out-of-domain acted |"
         "\n|---|---|---|---|---|"
     )
     totals: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0, 0, 0, 0])
-    for voice in args.voices:
+    for voice in voices:
         for condition in ("clean", "noisy"):
             sel = [r for r in rows if r["voice"] == voice and r["condition"] == condition]
             ind = [r for r in sel if r["want"]]
@@ -161,16 +198,19 @@ def main() -> int:
     for condition, (e, n, w, a, m) in totals.items():
         print(f"| all | {condition} | {e}/{n} ({100 * e / n:.1f} %) | {w} | {a}/{m} ({100 * a / m:.1f} %) |")
 
-    print("\nmin_score sweep (clean exact / noisy exact / out-of-domain acted, all voices):")
-    for th in (-4.5, -5.0, -5.5, -6.0, -6.5, -7.0, -1e9):
+    print("\nmin_score sweep (clean exact / noisy exact / out-of-domain acted clean / noisy):")
+    for th in (*SWEEP, -1e9):
         line = []
         for cond in ("clean", "noisy"):
             ind = [r for r in rows if r["condition"] == cond and r["want"]]
             ok = sum(r["got"] == r["want"] and r["got_slots"] == r["slots"] and r["score"] >= th for r in ind)
             line.append(f"{100 * ok / len(ind):.1f} %")
-        ood = [r for r in rows if not r["want"]]
-        acted = sum(bool(r["got"]) and r["score"] >= th for r in ood)
-        print(f"  {th if th > -1e8 else 'none':>5}: {' / '.join(line)} / {100 * acted / len(ood):.1f} %")
+        for cond in ("clean", "noisy"):
+            ood = [r for r in rows if r["condition"] == cond and not r["want"]]
+            acted = sum(bool(r["got"]) and r["score"] >= th for r in ood)
+            line.append(f"{100 * acted / len(ood):.1f} %")
+        mark = " (min_score)" if th == min_score else ""
+        print(f"  {th if th > -1e8 else 'none':>5}: {' / '.join(line)}{mark}")
 
     print("\nconfusion (expected → what happened, count):")
     confusion: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -182,7 +222,7 @@ def main() -> int:
                 what = f"{r['want']} with wrong slots"
             else:
                 what = f"acted as {r['acted']}"
-            confusion[(r["want"], what)] += 1
+            confusion[(r["want"], what.split(" < ")[0])] += 1
         elif not r["want"] and r["acted"]:
             confusion[("out-of-domain", f"acted as {r['acted']}")] += 1
     for (want, what), n in confusion.most_common():
@@ -191,17 +231,9 @@ def main() -> int:
     for r in rows:
         if (r["want"] and not r["exact"]) or (not r["want"] and r["acted"]):
             print(
-                f"  {r['voice']:9} {r['condition']:5} {r['text']!r} → {r['heard']!r} "
+                f"  {r['voice']:10} {r['condition']:5} {r['text']!r} → {r['heard']!r} "
                 f"({r['score']}, {r['acted'] or 'no'})"
             )
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"load_s": load_s, "rss_added_mib": rss_added_mib, "cpu_per_request_s": cpu_s / audio_s, "rows": rows},
-                indent=1,
-            )
-        )
-    return 0
 
 
 async def end_to_end(turns: int, models: Path) -> None:
