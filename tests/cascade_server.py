@@ -6,15 +6,19 @@ The REAL openai SDK talks to it over real HTTP/1.1 (h11, already in the lock): `
 `[DONE]`), `/v1/audio/speech` (raw 24 kHz PCM16, streamed) and `/v1/models`. Requests are validated
 against the SDK's param TypedDicts (tests/cascade_protocol.py) and refused with a 400 like the API's.
 Transcripts and answers are scripted; stage delays are fixed; `Faults` make a stage misbehave on demand.
-`ThreadedCascadeServer` runs it on its own loop in a thread.
+`ThreadedCascadeServer` runs it on its own loop in a thread; `ProcessCascadeServer` in a child process (its
+own interpreter and GIL, as a real server is: what benchmarks use, so the server's work is not charged to Hark).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 import json
 import math
+import subprocess
+import sys
 import threading
 import time
 import wave
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 import h11
@@ -450,3 +455,96 @@ class ThreadedCascadeServer:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
         self._loop.close()
+
+
+class ProcessCascadeServer:
+    """The server in a child process (`python -m tests.cascade_server`): nothing it does competes with the
+    process under test for the GIL. Only what the command line sets can be set (delays, key, one reply)."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = "sk-test",
+        stt_delay_ms: int = 0,
+        llm_first_ms: int = 0,
+        tts_first_ms: int = 0,
+        token_ms: int = 5,
+        reply: str | None = None,
+    ) -> None:
+        args = [f"--stt-delay-ms={stt_delay_ms}", f"--llm-first-ms={llm_first_ms}", f"--tts-first-ms={tts_first_ms}"]
+        args += [f"--token-ms={token_ms}", f"--api-key={api_key or ''}"]
+        if reply is not None:
+            args.append(f"--reply={reply}")
+        self._args = args
+        self._proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, timeout_s: float = 20.0) -> ProcessCascadeServer:
+        root = Path(__file__).resolve().parent.parent
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.cascade_server", *self._args], cwd=root, stdout=subprocess.PIPE, text=True
+        )
+        assert self._proc.stdout is not None
+        line = _readline_within(self._proc, timeout_s)
+        if not line.startswith("PORT "):
+            self.stop()
+            raise RuntimeError(f"the cascade test server did not start (it printed {line!r})")
+        self.port = int(line.split()[1])
+        return self
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+        self._proc = None
+
+
+def _readline_within(proc: subprocess.Popen[str], timeout_s: float) -> str:
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.readline() if proc.stdout else ""), daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    return out[0].strip() if out else ""
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    server = CascadeTestServer(
+        api_key=args.api_key or None,
+        stt_delay_ms=args.stt_delay_ms,
+        llm_first_ms=args.llm_first_ms,
+        tts_first_ms=args.tts_first_ms,
+        token_ms=args.token_ms,
+    )
+    if args.reply is not None:
+        server.default_reply = ChatReply(args.reply)
+    await server.start(port=args.port)
+    print(f"PORT {server.port}", flush=True)
+    try:
+        await asyncio.Event().wait()  # until terminated
+    finally:
+        await server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="The OpenAI-compatible cascade test server (only models faked)")
+    parser.add_argument("--port", type=int, default=0, help="0 = a free port (printed as PORT n)")
+    parser.add_argument("--api-key", default="sk-test", help="the key to accept; empty = any key")
+    parser.add_argument("--stt-delay-ms", type=int, default=0)
+    parser.add_argument("--llm-first-ms", type=int, default=0)
+    parser.add_argument("--tts-first-ms", type=int, default=0)
+    parser.add_argument("--token-ms", type=int, default=5)
+    parser.add_argument("--reply", default=None, help="what the fake model answers every time")
+    args = parser.parse_args()
+    asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()
