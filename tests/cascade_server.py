@@ -85,6 +85,10 @@ class Record:
     """Length of each uploaded request."""
     t_received: list[tuple[str, float]] = field(default_factory=list)
     """(stage, time.monotonic()) when each request's body was complete."""
+    opened: list[float] = field(default_factory=list)
+    """time.monotonic() when each connection was accepted (its index is its number)."""
+    via: list[tuple[str, int]] = field(default_factory=list)
+    """(stage or "" for /models, connection number) of every request, in order."""
 
     def bodies(self, stage: str) -> list[dict[str, Any]]:
         return [body for s, body in self.requests if s == stage]
@@ -149,6 +153,8 @@ class CascadeTestServer:
         task = asyncio.current_task()
         assert task is not None
         self._open.add(task)
+        number = len(self.record.opened)
+        self.record.opened.append(time.monotonic())
         try:
             while True:
                 request = await _next_event(conn, reader)
@@ -157,7 +163,7 @@ class CascadeTestServer:
                 body = bytearray()
                 while isinstance(event := await _next_event(conn, reader), h11.Data):
                     body += event.data
-                await _Exchange(self, conn, writer, request, bytes(body)).handle()
+                await _Exchange(self, conn, writer, request, bytes(body), number).handle()
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     return
                 conn.start_next_cycle()
@@ -192,8 +198,10 @@ class _Exchange:
         writer: asyncio.StreamWriter,
         request: h11.Request,
         body: bytes,
+        connection: int,
     ) -> None:
         self.server = server
+        self.connection = connection
         self.conn = conn
         self.writer = writer
         self.method = request.method.decode()
@@ -214,6 +222,7 @@ class _Exchange:
             return await self._error(404, f"Invalid URL ({self.method} {self.path})", "invalid_request_error")
         self.stage, handler = route
         self.server.record.t_received.append((self.stage, time.monotonic()))
+        self.server.record.via.append((self.stage, self.connection))
         key = self.headers.get("authorization", "").removeprefix("Bearer ")
         if self.server.api_key is not None and key != self.server.api_key:
             return await self._error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")

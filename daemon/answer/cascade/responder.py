@@ -20,7 +20,7 @@ from openai import AsyncOpenAI
 
 from daemon.answer.budget import DailyCost
 from daemon.answer.cascade.llm import ChatModel, Exchange, Message
-from daemon.answer.cascade.stage import Stage, StageFailure, make_client
+from daemon.answer.cascade.stage import Stage, StageFailure, make_client, warm
 from daemon.answer.cascade.stt import Transcriber
 from daemon.answer.cascade.tts import PiperSentences, RemoteSpeech, SentenceVoice
 from daemon.answer.fallback import CircuitBreaker, FallbackGuard
@@ -31,6 +31,7 @@ from daemon.audio.frames import INPUT_RATE_HZ, AudioChunk
 from daemon.config.settings import Secrets, Settings
 from daemon.observe import events as ev
 from daemon.observe.bus import EventBus
+from daemon.system import tasks
 
 log = logging.getLogger(__name__)
 PROBE_SILENCE = bytes(INPUT_RATE_HZ // 2 * 2)
@@ -121,6 +122,7 @@ class CascadeResponder:
         """The answer being written and played, from its first sentence until it was heard or cut."""
         self._turn_usage: dict[str, int] = {}
         self._turn_cost = 0.0
+        self._warming: asyncio.Task[None] | None = None
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -129,7 +131,20 @@ class CascadeResponder:
     # --- capture side: everything stays on the device until the turn ends ----------------------------------
 
     def prepare(self) -> None:
-        """Nothing to open: HTTP connections are made per request (and kept alive by the SDK's pool)."""
+        """A request begins: open the stages' connections while the user speaks (cascade.warm_connections).
+        Nothing of the request is sent; a stage that will not be tried (breaker open, cap reached) is left
+        alone."""
+        if not self.settings.cascade.warm_connections or self._warming is not None and not self._warming.done():
+            return
+        if self.guard.open or self.spend.over(self.settings.cost.daily_limit):
+            return
+        self._warming = tasks.spawn(self._warm(), "hark-cascade-warm")
+
+    async def _warm(self) -> None:
+        c = self.settings.cascade
+        timeout_s = {"stt": c.stt.timeout_s, "llm": c.llm.timeout_s, "tts": c.tts.timeout_s if c.tts != "piper" else 0}
+        clients = [(stage, client) for stage, client in self._clients.items() if isinstance(client, AsyncOpenAI)]
+        await asyncio.gather(*(warm(stage, client, timeout_s[stage]) for stage, client in clients))
 
     def append(self, pcm16k: bytes) -> None:
         room = self._max_request_bytes - len(self._request)
@@ -333,6 +348,10 @@ class CascadeResponder:
                 raise RuntimeError("the voice answered the probe with no audio")
 
     async def aclose(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warming
         await self.guard.aclose()
         for client in self._clients.values():
             if isinstance(client, AsyncOpenAI):
