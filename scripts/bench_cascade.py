@@ -61,6 +61,9 @@ async def run_mode(wav: Path, models: Path, url: str, tts: str | dict[str, Any])
             cascade={"stt": stage, "llm": stage, "tts": tts if tts == "piper" else {**stage, **tts}},
         )
         daemon, run = await start(settings, api_key=API_KEY)
+        voice = daemon.assistant.parts.voice
+        if tts == "piper" and voice is not None:
+            await voice.pieces_ready()  # the voice is cut in the background after it loads (a few seconds)
         try:
             await asyncio.wait_for(daemon.assistant.run(), 600)
         finally:

@@ -8,14 +8,17 @@ one sentence at a time keeps the order and never lets synthesis compete with its
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import re
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from daemon.audio.frames import AudioChunk
 from daemon.config.models import FETCH_HINT, ModelError, piper_voice_path
@@ -23,6 +26,8 @@ from daemon.config.settings import FallbackSettings
 
 if TYPE_CHECKING:
     from piper import PiperVoice
+
+    from daemon.answer.piper_pieces import PiperPieces
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +63,8 @@ _LOOKAHEAD = 2
 """Sentences submitted but not yet played out: the one being yielded and the next, synthesizing meanwhile."""
 
 
-_Pending: TypeAlias = "asyncio.Future[list[AudioChunk]] | BaseException | None"
+_Pending: TypeAlias = "_Rendering | BaseException | None"
+_END = None
 
 
 class VoiceError(Exception):
@@ -160,10 +166,24 @@ class LocalVoice:
         """Sentences finished by the worker (counted on the loop): for metrics and ordering checks."""
         self.load_seconds: float | None = None
         self._closed = False
+        self._pieces: PiperPieces | None = None
+        """The voice cut for rendering in pieces (daemon.answer.piper_pieces), once ready."""
+        self._cutting: asyncio.Future[None] | None = None
+        self._want_pieces = False
 
     @property
     def loaded(self) -> bool:
         return self._voice is not None
+
+    @property
+    def piper(self) -> PiperVoice | None:
+        """The loaded Piper voice (its phonemizer and config), None before load() and after close()."""
+        return self._voice
+
+    @property
+    def pieces(self) -> PiperPieces | None:
+        """The voice cut for rendering in pieces, once ready (None: whole sentences)."""
+        return self._pieces
 
     async def start(self) -> None:
         """At daemon start: load now when fallback.load = "start" (the default), else on first use.
@@ -184,22 +204,57 @@ class LocalVoice:
             started = time.monotonic()
             loop = asyncio.get_running_loop()
             try:
-                self.path, self._voice = await loop.run_in_executor(
+                path, voice = await loop.run_in_executor(
                     self._executor, _load_piper, self.settings.voice, self.models_dir
                 )
+                self.path, self._voice = path, voice
             except ModelError as e:
                 raise VoiceError(str(e)) from e
             self.load_seconds = time.monotonic() - started
             log.info("Piper voice %s loaded in %.2f s", self.path, self.load_seconds)
+            if self._want_pieces:
+                self._start_cut()
 
-    async def speak(self, text: str) -> AsyncIterator[AudioChunk]:
-        """Speak a complete text; the first sentence's audio comes out while later ones are synthesized."""
+    def enable_pieces(self) -> None:
+        """Someone will ask for `in_pieces` (the cascade's answers): cut the voice once it is loaded. Costs a
+        few seconds of CPU in a thread of its own and the memory of a second copy of the voice; until it is
+        done (or when the voice cannot be cut) whole sentences are spoken."""
+        self._want_pieces = True
+        if self._voice is not None and self._cutting is None:
+            self._start_cut()
+
+    def _start_cut(self) -> None:
+        assert self._voice is not None and self.path is not None
+        self._cutting = asyncio.get_running_loop().run_in_executor(None, self._cut, self._voice, self.path)
+
+    def _cut(self, voice: PiperVoice, path: Path) -> None:
+        """Worker: cut the voice for `speak(..., in_pieces=True)`; whole sentences when it cannot be cut."""
+        from daemon.answer.piper_pieces import PiecesUnavailable, PiperPieces
+
+        try:
+            self._pieces = PiperPieces.cut(voice, path, _session_options)
+        except PiecesUnavailable as e:
+            log.info("Piper voice %s speaks whole sentences: %s", path, e)
+        except Exception as e:  # onnx raises many types for a graph it cannot handle; whole sentences still work
+            log.warning("Piper voice %s could not be cut into pieces (%s: %s)", path, type(e).__name__, e)
+
+    async def pieces_ready(self) -> bool:
+        """Wait until the voice is loaded and its cut is done; True when it renders in pieces."""
+        await self.load()
+        if self._cutting is not None:
+            await asyncio.shield(self._cutting)
+        return self._pieces is not None
+
+    async def speak(self, text: str, *, in_pieces: bool = False) -> AsyncIterator[AudioChunk]:
+        """Speak a complete text; the first sentence's audio comes out while later ones are synthesized.
+        `in_pieces`: each sentence's first audio as soon as its first window is rendered, when the voice
+        could be cut (daemon.answer.piper_pieces); else one chunk per sentence."""
         if not isinstance(text, str):
             raise TypeError(f"LocalVoice.speak expects str, got {type(text).__name__}")
-        async for chunk in self.speak_stream(_once(text)):
+        async for chunk in self.speak_stream(_once(text), in_pieces=in_pieces):
             yield chunk
 
-    async def speak_stream(self, deltas: AsyncIterable[str]) -> AsyncIterator[AudioChunk]:
+    async def speak_stream(self, deltas: AsyncIterable[str], *, in_pieces: bool = False) -> AsyncIterator[AudioChunk]:
         """Speak text that arrives in pieces (text-mode answers): each sentence as soon as it is complete.
 
         Closing or cancelling the consumer stops synthesis: queued sentences are dropped and the worker
@@ -209,12 +264,15 @@ class LocalVoice:
         stop = threading.Event()
         ahead = asyncio.Semaphore(_LOOKAHEAD)
         pending: asyncio.Queue[_Pending] = asyncio.Queue()
-        producer = asyncio.create_task(self._produce(deltas, stop, ahead, pending), name="hark-piper-feed")
+        pieces = self._pieces if in_pieces else None
+        producer = asyncio.create_task(self._produce(deltas, stop, ahead, pending, pieces), name="hark-piper-feed")
         try:
             while (item := await pending.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
-                for chunk in await item:
+                while (chunk := await item.chunks.get()) is not _END:
+                    if isinstance(chunk, BaseException):
+                        raise chunk
                     yield chunk
                 ahead.release()
         finally:
@@ -222,8 +280,8 @@ class LocalVoice:
             producer.cancel()
             while not pending.empty():
                 left = pending.get_nowait()
-                if isinstance(left, asyncio.Future):
-                    left.cancel()
+                if isinstance(left, _Rendering):
+                    left.future.cancel()
 
     async def _produce(
         self,
@@ -231,6 +289,7 @@ class LocalVoice:
         stop: threading.Event,
         ahead: asyncio.Semaphore,
         pending: asyncio.Queue[_Pending],
+        pieces: PiperPieces | None,
     ) -> None:
         """Submit sentences to the worker in order, at most `_LOOKAHEAD` not yet played out."""
         splitter = SentenceSplitter()
@@ -238,26 +297,40 @@ class LocalVoice:
             async for delta in deltas:
                 for sentence in splitter.feed(delta):
                     await ahead.acquire()
-                    pending.put_nowait(self._submit(sentence, stop))
+                    pending.put_nowait(self._submit(sentence, stop, pieces))
             if rest := splitter.flush():
                 await ahead.acquire()
-                pending.put_nowait(self._submit(rest, stop))
+                pending.put_nowait(self._submit(rest, stop, pieces))
         except Exception as e:  # the text source failed: hand the error to the consumer
             pending.put_nowait(e)
             return
         pending.put_nowait(None)
 
-    def _submit(self, sentence: str, stop: threading.Event) -> asyncio.Future[list[AudioChunk]]:
+    def _submit(self, sentence: str, stop: threading.Event, pieces: PiperPieces | None) -> _Rendering:
+        """The worker renders `sentence`; its chunks reach the loop one by one, as each is ready."""
         assert self._voice is not None
-        fut = asyncio.get_running_loop().run_in_executor(
-            self._executor, _synthesize, self._voice, sentence, self.settings.volume, stop
-        )
-        fut.add_done_callback(self._count)
-        return fut
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[AudioChunk | BaseException | None] = asyncio.Queue()
 
-    def _count(self, fut: asyncio.Future[list[AudioChunk]]) -> None:
-        if not fut.cancelled() and fut.exception() is None and fut.result():
-            self.sentences_synthesized += 1
+        def emit(chunk: AudioChunk) -> None:  # worker thread
+            loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+
+        work = functools.partial(
+            _synthesize, self._voice, sentence, pieces=pieces, volume=self.settings.volume, stop=stop, emit=emit
+        )
+        fut = loop.run_in_executor(self._executor, work)
+
+        def done(fut: asyncio.Future[int]) -> None:  # on the loop, after every chunk the worker emitted
+            if fut.cancelled():
+                chunks.put_nowait(_END)
+            elif (error := fut.exception()) is not None:
+                chunks.put_nowait(error)
+            else:
+                self.sentences_synthesized += fut.result() > 0
+                chunks.put_nowait(_END)
+
+        fut.add_done_callback(done)
+        return _Rendering(fut, chunks)
 
     async def close(self) -> None:
         """Let the worker finish its current sentence and stop; the voice cannot speak afterwards.
@@ -287,29 +360,71 @@ async def _once(text: str) -> AsyncIterator[str]:
     yield text
 
 
+@dataclass(frozen=True)
+class _Rendering:
+    """One sentence in the worker: its chunks arrive in `chunks`, then _END (or the error)."""
+
+    future: asyncio.Future[int]
+    chunks: asyncio.Queue[AudioChunk | BaseException | None]
+
+
+def _session_options() -> Any:
+    """One intra-op thread: measured here, Piper with onnxruntime's default (a thread per core, spinning) took
+    twice as long for a sentence as with one whenever the other core was busy (the wake word, the event loop,
+    other programs); and one sentence at a time is rendered far faster than it plays anyway."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return options
+
+
 def _load_piper(voice: str, models_dir: Path) -> tuple[Path, PiperVoice]:
     """Worker thread: find the files (daemon.config.models says what to do when they are missing), then load."""
     path = piper_voice_path(voice, models_dir)
-    from piper import PiperVoice  # imported here: pulls in onnxruntime, only when a voice is needed
+    import onnxruntime  # imported here: only when a voice is needed
+    from piper import PiperConfig, PiperVoice
 
     try:
-        return path, PiperVoice.load(path)
+        config = PiperConfig.from_dict(json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8")))
+        session = onnxruntime.InferenceSession(
+            str(path), sess_options=_session_options(), providers=["CPUExecutionProvider"]
+        )
+        return path, PiperVoice(config=config, session=session)
     except Exception as e:  # onnxruntime / json raise many types for a broken file
         raise VoiceError(f"cannot load Piper voice {path}: {e}; {FETCH_HINT} again") from e
 
 
-def _synthesize(voice: PiperVoice, sentence: str, volume: float, stop: threading.Event) -> list[AudioChunk]:
-    """Worker thread: one sentence → chunks (Piper may split it further), skipped once `stop` is set."""
+def _synthesize(
+    voice: PiperVoice,
+    sentence: str,
+    *,
+    pieces: PiperPieces | None,
+    volume: float,
+    stop: threading.Event,
+    emit: Callable[[AudioChunk], None],
+) -> int:
+    """Worker thread: one sentence → chunks handed to `emit` as each is ready (Piper may split the sentence
+    further; `pieces` renders each part window by window); skipped once `stop` is set. Returns the count."""
     from piper import SynthesisConfig
 
-    out: list[AudioChunk] = []
+    count = 0
     if stop.is_set():
-        return out
+        return count
     try:
-        for chunk in voice.synthesize(sentence, SynthesisConfig(volume=volume)):
+        if pieces is not None:
+            chunks: Iterable[AudioChunk] = pieces.render(voice, sentence, volume, stop)
+        else:
+            chunks = (
+                AudioChunk(c.audio_int16_bytes, c.sample_rate, c.sample_channels)
+                for c in voice.synthesize(sentence, SynthesisConfig(volume=volume))
+            )
+        for chunk in chunks:
             if stop.is_set():
                 break
-            out.append(AudioChunk(chunk.audio_int16_bytes, chunk.sample_rate, chunk.sample_channels))
+            emit(chunk)
+            count += 1
     except Exception as e:  # espeak/onnxruntime errors: name the text so the log shows what failed
         raise VoiceError(f"Piper could not synthesize {sentence[:60]!r}: {e}") from e
-    return out
+    return count
