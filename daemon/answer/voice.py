@@ -101,6 +101,17 @@ class SentenceSplitter:
             if piece:
                 out.append(piece)
 
+    def clause(self, min_words: int) -> str | None:
+        """Cut off the text's first clause, when it is complete (a comma, semicolon, colon or dash and a space
+        after it) and has at least `min_words` words; else None. For the first sentence of an answer: its
+        voice can start while the model is still writing the rest of the sentence."""
+        for match in _SOFT_BREAKS.finditer(self._buf[: self.max_chars]):
+            piece = self._buf[: match.end()].strip()
+            if len(piece.split()) >= min_words:
+                self._buf = self._buf[match.end() :].lstrip()
+                return piece
+        return None
+
     def flush(self) -> str:
         """The rest of the text (end of stream), stripped; resets the splitter."""
         rest, self._buf = self._buf.strip(), ""

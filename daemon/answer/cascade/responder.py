@@ -36,6 +36,10 @@ from daemon.system import tasks
 log = logging.getLogger(__name__)
 PROBE_SILENCE = bytes(INPUT_RATE_HZ // 2 * 2)
 """0.5 s of silence: what the prober asks the speech-to-text server to transcribe."""
+FIRST_CLAUSE_WORDS = 4
+"""A first clause this long ("The kitchen light is on,") is spoken before its sentence is written out; a
+shorter one ("Sure,") waits for the sentence: it would only add a pause. The voice hears the comma, so the
+clause ends on a continuing tone, as read aloud."""
 
 
 @dataclass
@@ -272,11 +276,16 @@ class CascadeResponder:
         """The model's text → complete sentences, queued for the voice while the model goes on writing."""
         assert self.llm is not None
         splitter = SentenceSplitter()
+        first = True  # until the first piece went to the voice: a long first clause may go ahead of its sentence
         try:
             async for piece in self.llm.answer(conversation, exchange):
                 self.bus.publish(ev.TranscriptDelta("assistant", piece))
                 for sentence in splitter.feed(piece):
                     out.put_nowait(sentence)
+                    first = False
+                if first and (clause := splitter.clause(FIRST_CLAUSE_WORDS)) is not None:
+                    out.put_nowait(clause)
+                    first = False
             if rest := splitter.flush():
                 out.put_nowait(rest)
         except Exception as e:  # StageFailure or a bug: the speaking side raises it in the turn
