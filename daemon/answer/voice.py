@@ -8,6 +8,8 @@ one sentence at a time keeps the order and never lets synthesis compete with its
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import dataclasses
 import functools
 import json
 import logging
@@ -180,7 +182,7 @@ class LocalVoice:
         self._pieces: PiperPieces | None = None
         """The voice cut for rendering in pieces (daemon.answer.piper_pieces), once ready."""
         self._cutting: asyncio.Future[None] | None = None
-        self._want_pieces = False
+        self._cache_dir: Path | None = None
 
     @property
     def loaded(self) -> bool:
@@ -190,6 +192,11 @@ class LocalVoice:
     def piper(self) -> PiperVoice | None:
         """The loaded Piper voice (its phonemizer and config), None before load() and after close()."""
         return self._voice
+
+    @property
+    def cache_dir(self) -> Path | None:
+        """Where the voice's cut is kept (enable_pieces), None when pieces were never asked for."""
+        return self._cache_dir
 
     @property
     def pieces(self) -> PiperPieces | None:
@@ -223,31 +230,42 @@ class LocalVoice:
                 raise VoiceError(str(e)) from e
             self.load_seconds = time.monotonic() - started
             log.info("Piper voice %s loaded in %.2f s", self.path, self.load_seconds)
-            if self._want_pieces:
+            if self._cache_dir is not None:
                 self._start_cut()
 
-    def enable_pieces(self) -> None:
-        """Someone will ask for `in_pieces` (the cascade's answers): cut the voice once it is loaded. Costs a
-        few seconds of CPU in a thread of its own and the memory of a second copy of the voice; until it is
-        done (or when the voice cannot be cut) whole sentences are spoken."""
-        self._want_pieces = True
+    def enable_pieces(self, cache_dir: Path) -> None:
+        """Someone will ask for `in_pieces` (the cascade's answers): cut the voice once it is loaded, into
+        `cache_dir` (kept for the next start). The first time this costs a few seconds of CPU in a child
+        process; until it is done (or when the voice cannot be cut) whole sentences are spoken."""
+        self._cache_dir = cache_dir
         if self._voice is not None and self._cutting is None:
             self._start_cut()
 
     def _start_cut(self) -> None:
-        assert self._voice is not None and self.path is not None
-        self._cutting = asyncio.get_running_loop().run_in_executor(None, self._cut, self._voice, self.path)
+        assert self._voice is not None and self.path is not None and self._cache_dir is not None
+        self._cutting = asyncio.get_running_loop().run_in_executor(None, self._cut, self.path, self._cache_dir)
 
-    def _cut(self, voice: PiperVoice, path: Path) -> None:
-        """Worker: cut the voice for `speak(..., in_pieces=True)`; whole sentences when it cannot be cut."""
+    def _cut(self, path: Path, cache_dir: Path) -> None:
+        """Thread: open the voice's pieces; from then on every sentence is rendered by them (the same audio as
+        the whole voice when not in pieces), so the whole voice's session is let go (~90 MB)."""
         from daemon.answer.piper_pieces import PiecesUnavailable, PiperPieces
 
+        voice = self._voice
+        if voice is None:  # closed meanwhile
+            return
         try:
-            self._pieces = PiperPieces.cut(voice, path, _session_options)
+            pieces = PiperPieces.open(voice, path, cache_dir, _session_options)
         except PiecesUnavailable as e:
             log.info("Piper voice %s speaks whole sentences: %s", path, e)
-        except Exception as e:  # onnx raises many types for a graph it cannot handle; whole sentences still work
+            return
+        except Exception as e:  # onnxruntime raises many types for a file it cannot read; whole sentences work
             log.warning("Piper voice %s could not be cut into pieces (%s: %s)", path, type(e).__name__, e)
+            return
+        self._pieces = pieces
+        if self._voice is voice:  # keeps its phonemizer and config; its session is now the front only
+            self._voice = dataclasses.replace(voice, session=pieces.front)
+            del voice
+            _give_back_memory()
 
     async def pieces_ready(self) -> bool:
         """Wait until the voice is loaded and its cut is done; True when it renders in pieces."""
@@ -275,8 +293,7 @@ class LocalVoice:
         stop = threading.Event()
         ahead = asyncio.Semaphore(_LOOKAHEAD)
         pending: asyncio.Queue[_Pending] = asyncio.Queue()
-        pieces = self._pieces if in_pieces else None
-        producer = asyncio.create_task(self._produce(deltas, stop, ahead, pending, pieces), name="hark-piper-feed")
+        producer = asyncio.create_task(self._produce(deltas, stop, ahead, pending, in_pieces), name="hark-piper-feed")
         try:
             while (item := await pending.get()) is not None:
                 if isinstance(item, BaseException):
@@ -300,7 +317,7 @@ class LocalVoice:
         stop: threading.Event,
         ahead: asyncio.Semaphore,
         pending: asyncio.Queue[_Pending],
-        pieces: PiperPieces | None,
+        in_pieces: bool,
     ) -> None:
         """Submit sentences to the worker in order, at most `_LOOKAHEAD` not yet played out."""
         splitter = SentenceSplitter()
@@ -308,16 +325,16 @@ class LocalVoice:
             async for delta in deltas:
                 for sentence in splitter.feed(delta):
                     await ahead.acquire()
-                    pending.put_nowait(self._submit(sentence, stop, pieces))
+                    pending.put_nowait(self._submit(sentence, stop, in_pieces))
             if rest := splitter.flush():
                 await ahead.acquire()
-                pending.put_nowait(self._submit(rest, stop, pieces))
+                pending.put_nowait(self._submit(rest, stop, in_pieces))
         except Exception as e:  # the text source failed: hand the error to the consumer
             pending.put_nowait(e)
             return
         pending.put_nowait(None)
 
-    def _submit(self, sentence: str, stop: threading.Event, pieces: PiperPieces | None) -> _Rendering:
+    def _submit(self, sentence: str, stop: threading.Event, in_pieces: bool) -> _Rendering:
         """The worker renders `sentence`; its chunks reach the loop one by one, as each is ready."""
         assert self._voice is not None
         loop = asyncio.get_running_loop()
@@ -326,8 +343,9 @@ class LocalVoice:
         def emit(chunk: AudioChunk) -> None:  # worker thread
             loop.call_soon_threadsafe(chunks.put_nowait, chunk)
 
+        volume, pieces = self.settings.volume, self._pieces
         work = functools.partial(
-            _synthesize, self._voice, sentence, pieces=pieces, volume=self.settings.volume, stop=stop, emit=emit
+            _synthesize, self._voice, sentence, pieces=pieces, in_pieces=in_pieces, volume=volume, stop=stop, emit=emit
         )
         fut = loop.run_in_executor(self._executor, work)
 
@@ -379,6 +397,14 @@ class _Rendering:
     chunks: asyncio.Queue[AudioChunk | BaseException | None]
 
 
+def _give_back_memory() -> None:
+    """Return freed heap to the system (glibc keeps it otherwise: the whole voice's session, ~90 MB)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the memory is reused by the process instead
+        pass
+
+
 def _session_options() -> Any:
     """One intra-op thread: measured here, Piper with onnxruntime's default (a thread per core, spinning) took
     twice as long for a sentence as with one whenever the other core was busy (the wake word, the event loop,
@@ -412,12 +438,14 @@ def _synthesize(
     sentence: str,
     *,
     pieces: PiperPieces | None,
+    in_pieces: bool,
     volume: float,
     stop: threading.Event,
     emit: Callable[[AudioChunk], None],
 ) -> int:
     """Worker thread: one sentence → chunks handed to `emit` as each is ready (Piper may split the sentence
-    further; `pieces` renders each part window by window); skipped once `stop` is set. Returns the count."""
+    further; with `in_pieces` each part comes window by window); skipped once `stop` is set. Returns the
+    count. `pieces`: the voice's pieces once they are ready (they then render every sentence)."""
     from piper import SynthesisConfig
 
     count = 0
@@ -425,7 +453,7 @@ def _synthesize(
         return count
     try:
         if pieces is not None:
-            chunks: Iterable[AudioChunk] = pieces.render(voice, sentence, volume, stop)
+            chunks: Iterable[AudioChunk] = pieces.render(voice, sentence, volume, stop, in_pieces=in_pieces)
         else:
             chunks = (
                 AudioChunk(c.audio_int16_bytes, c.sample_rate, c.sample_channels)

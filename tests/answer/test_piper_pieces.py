@@ -20,7 +20,7 @@ LONG_SENTENCE = "The weather today is mild and dry, with a gentle breeze from th
 
 
 @pytest.fixture(scope="module")
-def voice() -> Iterator[LocalVoice]:
+def voice(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalVoice]:
     models_dir = Settings().models_dir
     try:
         piper_voice_path(FallbackSettings().voice, models_dir)
@@ -29,7 +29,7 @@ def voice() -> Iterator[LocalVoice]:
     v = LocalVoice(FallbackSettings(), models_dir)
 
     async def ready() -> None:
-        v.enable_pieces()
+        v.enable_pieces(tmp_path_factory.mktemp("pieces"))
         await v.load()
         assert await asyncio.wait_for(v.pieces_ready(), 120), "the real voice could not be cut into pieces"
 
@@ -83,3 +83,17 @@ def test_windows_give_the_samples_of_the_whole_decoder(voice: LocalVoice) -> Non
     joined = np.concatenate(windows)
     assert len(joined) == len(whole) == frames * pieces.hop
     assert np.max(np.abs(joined - whole)) < 1e-4 * np.max(np.abs(whole))
+
+
+async def test_the_cut_is_kept_for_the_next_start(voice: LocalVoice) -> None:
+    cache = voice.cache_dir
+    assert cache is not None
+    files = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+    assert {p.name for p in files} == {"cut.json", "front.onnx", "decoder.onnx"}
+    again = LocalVoice(FallbackSettings(), Settings().models_dir)
+    again.enable_pieces(cache)
+    try:
+        assert await asyncio.wait_for(again.pieces_ready(), 60)
+    finally:
+        await again.close()
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == files

@@ -36,6 +36,8 @@ from daemon.system import tasks
 log = logging.getLogger(__name__)
 PROBE_SILENCE = bytes(INPUT_RATE_HZ // 2 * 2)
 """0.5 s of silence: what the prober asks the speech-to-text server to transcribe."""
+PIECES_DIR = "piper-pieces"
+"""Where the local voice's cut is kept (in the state directory): made once, at the first start with Piper."""
 FIRST_CLAUSE_WORDS = 4
 """A first clause this long ("The kitchen light is on,") is spoken before its sentence is written out; a
 shorter one ("Sure,") waits for the sentence: it would only add a pause. The voice hears the comma, so the
@@ -111,7 +113,7 @@ class CascadeResponder:
         if isinstance(llm := self._clients["llm"], AsyncOpenAI):
             self.llm = ChatModel(c.llm, llm, self.tools, settings.cost, bus, account=self._account)
         if c.tts == "piper":
-            self.speech = PiperSentences(voice) if voice is not None else None
+            self.speech = PiperSentences(voice, settings.state_dir / PIECES_DIR) if voice is not None else None
         elif isinstance(tts := self._clients["tts"], AsyncOpenAI):
             self.speech = RemoteSpeech(c.tts, tts, settings.cost, bus, self._account)
         probe_s = c.stt.timeout_s + c.llm.timeout_s + (c.tts.timeout_s if c.tts != "piper" else 0.0)
