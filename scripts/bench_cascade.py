@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -94,6 +95,26 @@ def turns_of(records: list[dict[str, Any]]) -> list[dict[str, float]]:
     return [t for t in out if "sink" in t and "fallback" not in t]
 
 
+def add_server_times(turns: list[dict[str, float]], answered: list[tuple[str, float, float]]) -> None:
+    """Each stage's request as the server saw it: body received (`<stage>_recv`) and its fixed delay over
+    (`<stage>_due`), matched to the turn by time."""
+    for t in turns:
+        for stage, received, due in answered:
+            sent, first = t.get(f"{stage}_sent"), t.get(f"{stage}_first")
+            if sent is not None and first is not None and sent <= received <= first:
+                t.setdefault(f"{stage}_recv", received)
+                t.setdefault(f"{stage}_due", due)
+
+
+def server_answers(server: Any, timing: Path) -> list[tuple[str, float, float]]:
+    from tests.cascade_server import ThreadedCascadeServer
+
+    if isinstance(server, ThreadedCascadeServer):  # in a thread: its record is at hand
+        return list(server.server.record.answered)
+    lines = timing.read_text(encoding="utf-8").splitlines() if timing.exists() else []
+    return [(str(a), float(b), float(c)) for a, b, c in map(json.loads, lines)]
+
+
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"load {one:.2f} / {five:.2f} (1 / 5 min)"
@@ -103,7 +124,9 @@ def med(values: list[float]) -> str:
     return f"{statistics.median(values):.0f} ms (max {max(values):.0f})" if values else "not measured"
 
 
-def rows(label: str, turns: list[dict[str, float]], delays_ms: float) -> list[tuple[str, str]]:
+def rows(
+    label: str, turns: list[dict[str, float]], delays_ms: float, delays: dict[str, float]
+) -> list[tuple[str, str]]:
     def ms(a: str, b: str) -> list[float]:
         return [(t[b] - t[a]) * 1000 for t in turns if a in t and b in t]
 
@@ -116,6 +139,20 @@ def rows(label: str, turns: list[dict[str, float]], delays_ms: float) -> list[tu
         (f"{label}:   transcript → chat request sent", med(ms("stt_first", "llm_sent"))),
         (f"{label}:   chat request → first chunk (incl. server delay)", med(ms("llm_sent", "llm_first"))),
     ]
+    for stage, name, delay in (("stt", "transcription", "stt"), ("llm", "chat", "llm"), ("tts", "speech", "tts")):
+        if not any(f"{stage}_recv" in t for t in turns):
+            continue
+        late = [(t[f"{stage}_due"] - t[f"{stage}_recv"]) * 1000 - delays[delay] for t in turns if f"{stage}_due" in t]
+        out.append(
+            (f"{label}:     {name}: request sent → received by the server", med(ms(f"{stage}_sent", f"{stage}_recv")))
+        )
+        out.append((f"{label}:     {name}: the server's own lateness after its delay", med(late)))
+        out.append(
+            (
+                f"{label}:     {name}: server answers → client has the first result",
+                med(ms(f"{stage}_due", f"{stage}_first")),
+            )
+        )
     if any("tts_sent" in t for t in turns):
         out.append((f"{label}:   first token → speech request sent", med(ms("llm_first", "tts_sent"))))
         out.append((f"{label}:   speech request → first audio (incl. server delay)", med(ms("tts_sent", "tts_first"))))
@@ -125,13 +162,13 @@ def rows(label: str, turns: list[dict[str, float]], delays_ms: float) -> list[tu
     return out
 
 
-def start_server(args: argparse.Namespace) -> Any:
+def start_server(args: argparse.Namespace, timing: Path) -> Any:
     from tests.cascade_server import ChatReply, ProcessCascadeServer, ThreadedCascadeServer
 
     delays = {"stt_delay_ms": args.stt_ms, "llm_first_ms": args.llm_ms, "tts_first_ms": args.tts_ms}
     # token_ms=0: after its first token the fake model writes instantly; only Hark's time is left
     if args.server == "process":
-        return ProcessCascadeServer(api_key=API_KEY, token_ms=0, reply=ANSWER, **delays).start()
+        return ProcessCascadeServer(api_key=API_KEY, token_ms=0, reply=ANSWER, timing=timing, **delays).start()
     server = ThreadedCascadeServer(api_key=API_KEY, token_ms=0, **delays).start()
     server.server.default_reply = ChatReply(ANSWER)
     return server
@@ -140,7 +177,9 @@ def start_server(args: argparse.Namespace) -> Any:
 async def bench(args: argparse.Namespace) -> None:
     args.cache.mkdir(parents=True, exist_ok=True)
     wav = make_clip(args.models, args.cache, args.turns)
-    server = start_server(args)
+    timing = Path(tempfile.mkdtemp(prefix="hark-bench-cascade-")) / "server-timing.jsonl"
+    server = start_server(args, timing)
+    stage_delays = {"stt": float(args.stt_ms), "llm": float(args.llm_ms), "tts": float(args.tts_ms)}
     table: list[tuple[str, str]] = []
     overheads: dict[str, float] = {}
     loads: dict[str, str] = {}
@@ -158,7 +197,8 @@ async def bench(args: argparse.Namespace) -> None:
             loads[label] = f"{before} before, {load()} after"
             took_s = time.monotonic() - started
             print(f"  {label}: {len(turns)} turns in {took_s:.0f} s; {loads[label]}", file=sys.stderr)
-            table += rows(label, turns, delays)
+            add_server_times(turns, server_answers(server, timing))
+            table += rows(label, turns, delays, stage_delays)
             overheads[label] = statistics.median([(t["sink"] - t["end"]) * 1000 - delays for t in turns])
     finally:
         server.stop()

@@ -28,7 +28,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import h11
 import numpy as np
@@ -89,6 +89,11 @@ class Record:
     """time.monotonic() when each connection was accepted (its index is its number)."""
     via: list[tuple[str, int]] = field(default_factory=list)
     """(stage or "" for /models, connection number) of every request, in order."""
+    answered: list[tuple[str, float, float]] = field(default_factory=list)
+    """(stage, received, due) for each stage answer: received = body complete, due = the fixed delay over
+    and the first byte about to be written (time.monotonic(); benchmarks split the round trip with it)."""
+    timing: TextIO | None = None
+    """Also write each `answered` entry there as a JSON line (a server in a child process)."""
 
     def bodies(self, stage: str) -> list[dict[str, Any]]:
         return [body for s, body in self.requests if s == stage]
@@ -356,6 +361,11 @@ class _Exchange:
         and checking is part of it (a benchmark subtracts the delay as the server's time)."""
         due = self.received + ms / 1000 + self.server.faults.slow_first_s.get(self.stage, 0.0)
         await asyncio.sleep(max(0.0, due - time.monotonic()))
+        record = self.server.record
+        record.answered.append((self.stage, self.received, time.monotonic()))
+        if record.timing is not None:
+            record.timing.write(json.dumps(record.answered[-1]) + "\n")
+            record.timing.flush()
 
     async def _misbehave(self) -> None:
         faults = self.server.faults
@@ -484,11 +494,14 @@ class ProcessCascadeServer:
         tts_first_ms: int = 0,
         token_ms: int = 5,
         reply: str | None = None,
+        timing: Path | None = None,
     ) -> None:
         args = [f"--stt-delay-ms={stt_delay_ms}", f"--llm-first-ms={llm_first_ms}", f"--tts-first-ms={tts_first_ms}"]
         args += [f"--token-ms={token_ms}", f"--api-key={api_key or ''}"]
         if reply is not None:
             args.append(f"--reply={reply}")
+        if timing is not None:
+            args.append(f"--timing={timing}")
         self._args = args
         self._proc: subprocess.Popen[str] | None = None
         self.port = 0
@@ -539,6 +552,8 @@ async def _serve(args: argparse.Namespace) -> None:
     )
     if args.reply is not None:
         server.default_reply = ChatReply(args.reply)
+    if args.timing is not None:
+        server.record.timing = args.timing.open("a", encoding="utf-8")
     await server.start(port=args.port)
     print(f"PORT {server.port}", flush=True)
     try:
@@ -556,6 +571,7 @@ def main() -> None:
     parser.add_argument("--tts-first-ms", type=int, default=0)
     parser.add_argument("--token-ms", type=int, default=5)
     parser.add_argument("--reply", default=None, help="what the fake model answers every time")
+    parser.add_argument("--timing", type=Path, default=None, help="append (stage, received, due) JSON lines here")
     args = parser.parse_args()
     asyncio.run(_serve(args))
 
