@@ -181,7 +181,7 @@ class LocalVoice:
         self._closed = False
         self._pieces: PiperPieces | None = None
         """The voice cut for rendering in pieces (daemon.answer.piper_pieces), once ready."""
-        self._cutting: asyncio.Future[None] | None = None
+        self._cutting: asyncio.Future[PiperPieces | None] | None = None
         self._cache_dir: Path | None = None
 
     @property
@@ -243,29 +243,35 @@ class LocalVoice:
 
     def _start_cut(self) -> None:
         assert self._voice is not None and self.path is not None and self._cache_dir is not None
-        self._cutting = asyncio.get_running_loop().run_in_executor(None, self._cut, self.path, self._cache_dir)
+        loop = asyncio.get_running_loop()
+        self._cutting = loop.run_in_executor(None, self._open_pieces, self.path, self._cache_dir)
+        self._cutting.add_done_callback(self._adopt_pieces)
 
-    def _cut(self, path: Path, cache_dir: Path) -> None:
-        """Thread: open the voice's pieces; from then on every sentence is rendered by them (the same audio as
-        the whole voice when not in pieces), so the whole voice's session is let go (~90 MB)."""
+    def _open_pieces(self, path: Path, cache_dir: Path) -> PiperPieces | None:
+        """Thread: the voice's pieces (cut once, then from the cache), or None with the reason logged."""
         from daemon.answer.piper_pieces import PiecesUnavailable, PiperPieces
 
         voice = self._voice
         if voice is None:  # closed meanwhile
-            return
+            return None
         try:
-            pieces = PiperPieces.open(voice, path, cache_dir, _session_options)
+            return PiperPieces.open(voice, path, cache_dir, _session_options)
         except PiecesUnavailable as e:
             log.info("Piper voice %s speaks whole sentences: %s", path, e)
-            return
         except Exception as e:  # onnxruntime raises many types for a file it cannot read; whole sentences work
             log.warning("Piper voice %s could not be cut into pieces (%s: %s)", path, type(e).__name__, e)
+        return None
+
+    def _adopt_pieces(self, fut: asyncio.Future[PiperPieces | None]) -> None:
+        """On the loop: from now on every sentence is rendered by the pieces (the same audio as the whole voice
+        when not in pieces), so the whole voice's session is let go (~90 MB; a sentence being rendered keeps
+        it until it is done)."""
+        pieces = None if fut.cancelled() or fut.exception() is not None else fut.result()
+        if pieces is None or self._voice is None:
             return
         self._pieces = pieces
-        if self._voice is voice:  # keeps its phonemizer and config; its session is now the front only
-            self._voice = dataclasses.replace(voice, session=pieces.front)
-            del voice
-            _give_back_memory()
+        self._voice = dataclasses.replace(self._voice, session=pieces.front)  # its phonemizer and config
+        _give_back_memory()
 
     async def pieces_ready(self) -> bool:
         """Wait until the voice is loaded and its cut is done; True when it renders in pieces."""
