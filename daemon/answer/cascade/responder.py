@@ -282,12 +282,16 @@ class CascadeResponder:
         try:
             async for piece in self.llm.answer(conversation, exchange):
                 self.bus.publish(ev.TranscriptDelta("assistant", piece))
-                for sentence in splitter.feed(piece):
+                queued = splitter.feed(piece)
+                if first and not queued and (clause := splitter.clause(FIRST_CLAUSE_WORDS)) is not None:
+                    queued = [clause]
+                for sentence in queued:
                     out.put_nowait(sentence)
+                if queued and first:
                     first = False
-                if first and (clause := splitter.clause(FIRST_CLAUSE_WORDS)) is not None:
-                    out.put_nowait(clause)
-                    first = False
+                    # the voice starts now: without this, the rest of the answer already received (chunks read
+                    # without waiting) would be parsed first, a few ms before the first sentence is even sent
+                    await asyncio.sleep(0)
             if rest := splitter.flush():
                 out.put_nowait(rest)
         except Exception as e:  # StageFailure or a bug: the speaking side raises it in the turn
