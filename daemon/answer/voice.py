@@ -11,7 +11,6 @@ import asyncio
 import ctypes
 import dataclasses
 import functools
-import json
 import logging
 import re
 import threading
@@ -255,7 +254,7 @@ class LocalVoice:
         if voice is None:  # closed meanwhile
             return None
         try:
-            return PiperPieces.open(voice, path, cache_dir, _session_options)
+            return PiperPieces.open(voice, path, cache_dir, _pieces_options)
         except PiecesUnavailable as e:
             log.info("Piper voice %s speaks whole sentences: %s", path, e)
         except Exception as e:  # onnxruntime raises many types for a file it cannot read; whole sentences work
@@ -411,10 +410,11 @@ def _give_back_memory() -> None:
         pass
 
 
-def _session_options() -> Any:
-    """One intra-op thread: measured here, Piper with onnxruntime's default (a thread per core, spinning) took
-    twice as long for a sentence as with one whenever the other core was busy (the wake word, the event loop,
-    other programs); and one sentence at a time is rendered far faster than it plays anyway."""
+def _pieces_options() -> Any:
+    """The pieces' onnxruntime options: one thread. Measured in the daemon here (2 cores, the wake word and
+    the event loop running beside it), first token → first sample with the pieces took 62–85 ms with one
+    thread and ~200 ms with onnxruntime's default (a thread per core, spinning), at loads 1–2. The whole voice
+    keeps the default (bench_tts at load ~1: first audio 89 ms with it, 136 ms with one thread)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -426,15 +426,10 @@ def _session_options() -> Any:
 def _load_piper(voice: str, models_dir: Path) -> tuple[Path, PiperVoice]:
     """Worker thread: find the files (daemon.config.models says what to do when they are missing), then load."""
     path = piper_voice_path(voice, models_dir)
-    import onnxruntime  # imported here: only when a voice is needed
-    from piper import PiperConfig, PiperVoice
+    from piper import PiperVoice  # imported here: pulls in onnxruntime, only when a voice is needed
 
     try:
-        config = PiperConfig.from_dict(json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8")))
-        session = onnxruntime.InferenceSession(
-            str(path), sess_options=_session_options(), providers=["CPUExecutionProvider"]
-        )
-        return path, PiperVoice(config=config, session=session)
+        return path, PiperVoice.load(path)
     except Exception as e:  # onnxruntime / json raise many types for a broken file
         raise VoiceError(f"cannot load Piper voice {path}: {e}; {FETCH_HINT} again") from e
 
