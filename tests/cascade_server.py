@@ -6,15 +6,19 @@ The REAL openai SDK talks to it over real HTTP/1.1 (h11, already in the lock): `
 `[DONE]`), `/v1/audio/speech` (raw 24 kHz PCM16, streamed) and `/v1/models`. Requests are validated
 against the SDK's param TypedDicts (tests/cascade_protocol.py) and refused with a 400 like the API's.
 Transcripts and answers are scripted; stage delays are fixed; `Faults` make a stage misbehave on demand.
-`ThreadedCascadeServer` runs it on its own loop in a thread.
+`ThreadedCascadeServer` runs it on its own loop in a thread; `ProcessCascadeServer` in a child process (its
+own interpreter and GIL, as a real server is: what benchmarks use, so the server's work is not charged to Hark).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 import json
 import math
+import subprocess
+import sys
 import threading
 import time
 import wave
@@ -23,7 +27,8 @@ from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
 from io import BytesIO
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 import h11
 import numpy as np
@@ -80,6 +85,15 @@ class Record:
     """Length of each uploaded request."""
     t_received: list[tuple[str, float]] = field(default_factory=list)
     """(stage, time.monotonic()) when each request's body was complete."""
+    opened: list[float] = field(default_factory=list)
+    """time.monotonic() when each connection was accepted (its index is its number)."""
+    via: list[tuple[str, int]] = field(default_factory=list)
+    """(stage or "" for /models, connection number) of every request, in order."""
+    answered: list[tuple[str, float, float]] = field(default_factory=list)
+    """(stage, received, due) for each stage answer: received = body complete, due = the fixed delay over
+    and the first byte about to be written (time.monotonic(); benchmarks split the round trip with it)."""
+    timing: TextIO | None = None
+    """Also write each `answered` entry there as a JSON line (a server in a child process)."""
 
     def bodies(self, stage: str) -> list[dict[str, Any]]:
         return [body for s, body in self.requests if s == stage]
@@ -144,6 +158,8 @@ class CascadeTestServer:
         task = asyncio.current_task()
         assert task is not None
         self._open.add(task)
+        number = len(self.record.opened)
+        self.record.opened.append(time.monotonic())
         try:
             while True:
                 request = await _next_event(conn, reader)
@@ -152,7 +168,7 @@ class CascadeTestServer:
                 body = bytearray()
                 while isinstance(event := await _next_event(conn, reader), h11.Data):
                     body += event.data
-                await _Exchange(self, conn, writer, request, bytes(body)).handle()
+                await _Exchange(self, conn, writer, request, bytes(body), number).handle()
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     return
                 conn.start_next_cycle()
@@ -187,8 +203,10 @@ class _Exchange:
         writer: asyncio.StreamWriter,
         request: h11.Request,
         body: bytes,
+        connection: int,
     ) -> None:
         self.server = server
+        self.connection = connection
         self.conn = conn
         self.writer = writer
         self.method = request.method.decode()
@@ -196,6 +214,8 @@ class _Exchange:
         self.headers = {k.decode().lower(): v.decode() for k, v in request.headers}
         self.body = body
         self.stage = ""
+        self.received = time.monotonic()
+        """When the request's body was complete."""
 
     async def handle(self) -> None:
         routes = {
@@ -208,7 +228,8 @@ class _Exchange:
         if route is None:
             return await self._error(404, f"Invalid URL ({self.method} {self.path})", "invalid_request_error")
         self.stage, handler = route
-        self.server.record.t_received.append((self.stage, time.monotonic()))
+        self.server.record.t_received.append((self.stage, self.received))
+        self.server.record.via.append((self.stage, self.connection))
         key = self.headers.get("authorization", "").removeprefix("Bearer ")
         if self.server.api_key is not None and key != self.server.api_key:
             return await self._error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
@@ -336,7 +357,15 @@ class _Exchange:
     # --- misbehaviour -----------------------------------------------------------------------------------
 
     async def _first_delay(self, ms: int) -> None:
-        await asyncio.sleep(ms / 1000 + self.server.faults.slow_first_s.get(self.stage, 0.0))
+        """The stage's fixed delay, counted from the moment the request was received: the server's own parsing
+        and checking is part of it (a benchmark subtracts the delay as the server's time)."""
+        due = self.received + ms / 1000 + self.server.faults.slow_first_s.get(self.stage, 0.0)
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        record = self.server.record
+        record.answered.append((self.stage, self.received, time.monotonic()))
+        if record.timing is not None:
+            record.timing.write(json.dumps(record.answered[-1]) + "\n")
+            record.timing.flush()
 
     async def _misbehave(self) -> None:
         faults = self.server.faults
@@ -450,3 +479,102 @@ class ThreadedCascadeServer:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
         self._loop.close()
+
+
+class ProcessCascadeServer:
+    """The server in a child process (`python -m tests.cascade_server`): nothing it does competes with the
+    process under test for the GIL. Only what the command line sets can be set (delays, key, one reply)."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = "sk-test",
+        stt_delay_ms: int = 0,
+        llm_first_ms: int = 0,
+        tts_first_ms: int = 0,
+        token_ms: int = 5,
+        reply: str | None = None,
+        timing: Path | None = None,
+    ) -> None:
+        args = [f"--stt-delay-ms={stt_delay_ms}", f"--llm-first-ms={llm_first_ms}", f"--tts-first-ms={tts_first_ms}"]
+        args += [f"--token-ms={token_ms}", f"--api-key={api_key or ''}"]
+        if reply is not None:
+            args.append(f"--reply={reply}")
+        if timing is not None:
+            args.append(f"--timing={timing}")
+        self._args = args
+        self._proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, timeout_s: float = 20.0) -> ProcessCascadeServer:
+        root = Path(__file__).resolve().parent.parent
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.cascade_server", *self._args], cwd=root, stdout=subprocess.PIPE, text=True
+        )
+        assert self._proc.stdout is not None
+        line = _readline_within(self._proc, timeout_s)
+        if not line.startswith("PORT "):
+            self.stop()
+            raise RuntimeError(f"the cascade test server did not start (it printed {line!r})")
+        self.port = int(line.split()[1])
+        return self
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+        self._proc = None
+
+
+def _readline_within(proc: subprocess.Popen[str], timeout_s: float) -> str:
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.readline() if proc.stdout else ""), daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    return out[0].strip() if out else ""
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    server = CascadeTestServer(
+        api_key=args.api_key or None,
+        stt_delay_ms=args.stt_delay_ms,
+        llm_first_ms=args.llm_first_ms,
+        tts_first_ms=args.tts_first_ms,
+        token_ms=args.token_ms,
+    )
+    if args.reply is not None:
+        server.default_reply = ChatReply(args.reply)
+    if args.timing is not None:
+        server.record.timing = args.timing.open("a", encoding="utf-8")
+    await server.start(port=args.port)
+    print(f"PORT {server.port}", flush=True)
+    try:
+        await asyncio.Event().wait()  # until terminated
+    finally:
+        await server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="The OpenAI-compatible cascade test server (only models faked)")
+    parser.add_argument("--port", type=int, default=0, help="0 = a free port (printed as PORT n)")
+    parser.add_argument("--api-key", default="sk-test", help="the key to accept; empty = any key")
+    parser.add_argument("--stt-delay-ms", type=int, default=0)
+    parser.add_argument("--llm-first-ms", type=int, default=0)
+    parser.add_argument("--tts-first-ms", type=int, default=0)
+    parser.add_argument("--token-ms", type=int, default=5)
+    parser.add_argument("--reply", default=None, help="what the fake model answers every time")
+    parser.add_argument("--timing", type=Path, default=None, help="append (stage, received, due) JSON lines here")
+    args = parser.parse_args()
+    asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()

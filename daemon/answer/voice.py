@@ -8,14 +8,18 @@ one sentence at a time keeps the order and never lets synthesis compete with its
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import dataclasses
+import functools
 import logging
 import re
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from daemon.audio.frames import AudioChunk
 from daemon.config.models import FETCH_HINT, ModelError, piper_voice_path
@@ -23,6 +27,8 @@ from daemon.config.settings import FallbackSettings
 
 if TYPE_CHECKING:
     from piper import PiperVoice
+
+    from daemon.answer.piper_pieces import PiperPieces
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +64,8 @@ _LOOKAHEAD = 2
 """Sentences submitted but not yet played out: the one being yielded and the next, synthesizing meanwhile."""
 
 
-_Pending: TypeAlias = "asyncio.Future[list[AudioChunk]] | BaseException | None"
+_Pending: TypeAlias = "_Rendering | BaseException | None"
+_END = None
 
 
 class VoiceError(Exception):
@@ -94,6 +101,17 @@ class SentenceSplitter:
             piece, self._buf = self._buf[:cut].strip(), self._buf[cut:].lstrip()
             if piece:
                 out.append(piece)
+
+    def clause(self, min_words: int) -> str | None:
+        """Cut off the text's first clause, when it is complete (a comma, semicolon, colon or dash and a space
+        after it) and has at least `min_words` words; else None. For the first sentence of an answer: its
+        voice can start while the model is still writing the rest of the sentence."""
+        for match in _SOFT_BREAKS.finditer(self._buf[: self.max_chars]):
+            piece = self._buf[: match.end()].strip()
+            if len(piece.split()) >= min_words:
+                self._buf = self._buf[match.end() :].lstrip()
+                return piece
+        return None
 
     def flush(self) -> str:
         """The rest of the text (end of stream), stripped; resets the splitter."""
@@ -160,10 +178,29 @@ class LocalVoice:
         """Sentences finished by the worker (counted on the loop): for metrics and ordering checks."""
         self.load_seconds: float | None = None
         self._closed = False
+        self._pieces: PiperPieces | None = None
+        """The voice cut for rendering in pieces (daemon.answer.piper_pieces), once ready."""
+        self._cutting: asyncio.Future[PiperPieces | None] | None = None
+        self._cache_dir: Path | None = None
 
     @property
     def loaded(self) -> bool:
         return self._voice is not None
+
+    @property
+    def piper(self) -> PiperVoice | None:
+        """The loaded Piper voice (its phonemizer and config), None before load() and after close()."""
+        return self._voice
+
+    @property
+    def cache_dir(self) -> Path | None:
+        """Where the voice's cut is kept (enable_pieces), None when pieces were never asked for."""
+        return self._cache_dir
+
+    @property
+    def pieces(self) -> PiperPieces | None:
+        """The voice cut for rendering in pieces, once ready (None: whole sentences)."""
+        return self._pieces
 
     async def start(self) -> None:
         """At daemon start: load now when fallback.load = "start" (the default), else on first use.
@@ -184,22 +221,74 @@ class LocalVoice:
             started = time.monotonic()
             loop = asyncio.get_running_loop()
             try:
-                self.path, self._voice = await loop.run_in_executor(
+                path, voice = await loop.run_in_executor(
                     self._executor, _load_piper, self.settings.voice, self.models_dir
                 )
+                self.path, self._voice = path, voice
             except ModelError as e:
                 raise VoiceError(str(e)) from e
             self.load_seconds = time.monotonic() - started
             log.info("Piper voice %s loaded in %.2f s", self.path, self.load_seconds)
+            if self._cache_dir is not None:
+                self._start_cut()
 
-    async def speak(self, text: str) -> AsyncIterator[AudioChunk]:
-        """Speak a complete text; the first sentence's audio comes out while later ones are synthesized."""
+    def enable_pieces(self, cache_dir: Path) -> None:
+        """Someone will ask for `in_pieces` (the cascade's answers): cut the voice once it is loaded, into
+        `cache_dir` (kept for the next start). The first time this costs a few seconds of CPU in a child
+        process; until it is done (or when the voice cannot be cut) whole sentences are spoken."""
+        self._cache_dir = cache_dir
+        if self._voice is not None and self._cutting is None:
+            self._start_cut()
+
+    def _start_cut(self) -> None:
+        assert self._voice is not None and self.path is not None and self._cache_dir is not None
+        loop = asyncio.get_running_loop()
+        self._cutting = loop.run_in_executor(None, self._open_pieces, self.path, self._cache_dir)
+        self._cutting.add_done_callback(self._adopt_pieces)
+
+    def _open_pieces(self, path: Path, cache_dir: Path) -> PiperPieces | None:
+        """Thread: the voice's pieces (cut once, then from the cache), or None with the reason logged."""
+        from daemon.answer.piper_pieces import PiecesUnavailable, PiperPieces
+
+        voice = self._voice
+        if voice is None:  # closed meanwhile
+            return None
+        try:
+            return PiperPieces.open(voice, path, cache_dir, _pieces_options)
+        except PiecesUnavailable as e:
+            log.info("Piper voice %s speaks whole sentences: %s", path, e)
+        except Exception as e:  # onnxruntime raises many types for a file it cannot read; whole sentences work
+            log.warning("Piper voice %s could not be cut into pieces (%s: %s)", path, type(e).__name__, e)
+        return None
+
+    def _adopt_pieces(self, fut: asyncio.Future[PiperPieces | None]) -> None:
+        """On the loop: from now on every sentence is rendered by the pieces (the same audio as the whole voice
+        when not in pieces), so the whole voice's session is let go (~90 MB; a sentence being rendered keeps
+        it until it is done)."""
+        pieces = None if fut.cancelled() or fut.exception() is not None else fut.result()
+        if pieces is None or self._voice is None:
+            return
+        self._pieces = pieces
+        self._voice = dataclasses.replace(self._voice, session=pieces.front)  # its phonemizer and config
+        _give_back_memory()
+
+    async def pieces_ready(self) -> bool:
+        """Wait until the voice is loaded and its cut is done; True when it renders in pieces."""
+        await self.load()
+        if self._cutting is not None:
+            await asyncio.shield(self._cutting)
+        return self._pieces is not None
+
+    async def speak(self, text: str, *, in_pieces: bool = False) -> AsyncIterator[AudioChunk]:
+        """Speak a complete text; the first sentence's audio comes out while later ones are synthesized.
+        `in_pieces`: each sentence's first audio as soon as its first window is rendered, when the voice
+        could be cut (daemon.answer.piper_pieces); else one chunk per sentence."""
         if not isinstance(text, str):
             raise TypeError(f"LocalVoice.speak expects str, got {type(text).__name__}")
-        async for chunk in self.speak_stream(_once(text)):
+        async for chunk in self.speak_stream(_once(text), in_pieces=in_pieces):
             yield chunk
 
-    async def speak_stream(self, deltas: AsyncIterable[str]) -> AsyncIterator[AudioChunk]:
+    async def speak_stream(self, deltas: AsyncIterable[str], *, in_pieces: bool = False) -> AsyncIterator[AudioChunk]:
         """Speak text that arrives in pieces (text-mode answers): each sentence as soon as it is complete.
 
         Closing or cancelling the consumer stops synthesis: queued sentences are dropped and the worker
@@ -209,12 +298,14 @@ class LocalVoice:
         stop = threading.Event()
         ahead = asyncio.Semaphore(_LOOKAHEAD)
         pending: asyncio.Queue[_Pending] = asyncio.Queue()
-        producer = asyncio.create_task(self._produce(deltas, stop, ahead, pending), name="hark-piper-feed")
+        producer = asyncio.create_task(self._produce(deltas, stop, ahead, pending, in_pieces), name="hark-piper-feed")
         try:
             while (item := await pending.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
-                for chunk in await item:
+                while (chunk := await item.chunks.get()) is not _END:
+                    if isinstance(chunk, BaseException):
+                        raise chunk
                     yield chunk
                 ahead.release()
         finally:
@@ -222,8 +313,8 @@ class LocalVoice:
             producer.cancel()
             while not pending.empty():
                 left = pending.get_nowait()
-                if isinstance(left, asyncio.Future):
-                    left.cancel()
+                if isinstance(left, _Rendering):
+                    left.future.cancel()
 
     async def _produce(
         self,
@@ -231,6 +322,7 @@ class LocalVoice:
         stop: threading.Event,
         ahead: asyncio.Semaphore,
         pending: asyncio.Queue[_Pending],
+        in_pieces: bool,
     ) -> None:
         """Submit sentences to the worker in order, at most `_LOOKAHEAD` not yet played out."""
         splitter = SentenceSplitter()
@@ -238,26 +330,41 @@ class LocalVoice:
             async for delta in deltas:
                 for sentence in splitter.feed(delta):
                     await ahead.acquire()
-                    pending.put_nowait(self._submit(sentence, stop))
+                    pending.put_nowait(self._submit(sentence, stop, in_pieces))
             if rest := splitter.flush():
                 await ahead.acquire()
-                pending.put_nowait(self._submit(rest, stop))
+                pending.put_nowait(self._submit(rest, stop, in_pieces))
         except Exception as e:  # the text source failed: hand the error to the consumer
             pending.put_nowait(e)
             return
         pending.put_nowait(None)
 
-    def _submit(self, sentence: str, stop: threading.Event) -> asyncio.Future[list[AudioChunk]]:
+    def _submit(self, sentence: str, stop: threading.Event, in_pieces: bool) -> _Rendering:
+        """The worker renders `sentence`; its chunks reach the loop one by one, as each is ready."""
         assert self._voice is not None
-        fut = asyncio.get_running_loop().run_in_executor(
-            self._executor, _synthesize, self._voice, sentence, self.settings.volume, stop
-        )
-        fut.add_done_callback(self._count)
-        return fut
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[AudioChunk | BaseException | None] = asyncio.Queue()
 
-    def _count(self, fut: asyncio.Future[list[AudioChunk]]) -> None:
-        if not fut.cancelled() and fut.exception() is None and fut.result():
-            self.sentences_synthesized += 1
+        def emit(chunk: AudioChunk) -> None:  # worker thread
+            loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+
+        volume, pieces = self.settings.volume, self._pieces
+        work = functools.partial(
+            _synthesize, self._voice, sentence, pieces=pieces, in_pieces=in_pieces, volume=volume, stop=stop, emit=emit
+        )
+        fut = loop.run_in_executor(self._executor, work)
+
+        def done(fut: asyncio.Future[int]) -> None:  # on the loop, after every chunk the worker emitted
+            if fut.cancelled():
+                chunks.put_nowait(_END)
+            elif (error := fut.exception()) is not None:
+                chunks.put_nowait(error)
+            else:
+                self.sentences_synthesized += fut.result() > 0
+                chunks.put_nowait(_END)
+
+        fut.add_done_callback(done)
+        return _Rendering(fut, chunks)
 
     async def close(self) -> None:
         """Let the worker finish its current sentence and stop; the voice cannot speak afterwards.
@@ -287,6 +394,35 @@ async def _once(text: str) -> AsyncIterator[str]:
     yield text
 
 
+@dataclass(frozen=True)
+class _Rendering:
+    """One sentence in the worker: its chunks arrive in `chunks`, then _END (or the error)."""
+
+    future: asyncio.Future[int]
+    chunks: asyncio.Queue[AudioChunk | BaseException | None]
+
+
+def _give_back_memory() -> None:
+    """Return freed heap to the system (glibc keeps it otherwise: the whole voice's session, ~90 MB)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the memory is reused by the process instead
+        pass
+
+
+def _pieces_options() -> Any:
+    """The pieces' onnxruntime options: one thread. Measured in the daemon here (2 cores, the wake word and
+    the event loop running beside it), first token → first sample with the pieces took 62–85 ms with one
+    thread and ~200 ms with onnxruntime's default (a thread per core, spinning), at loads 1–2. The whole voice
+    keeps the default (bench_tts at load ~1: first audio 89 ms with it, 136 ms with one thread)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return options
+
+
 def _load_piper(voice: str, models_dir: Path) -> tuple[Path, PiperVoice]:
     """Worker thread: find the files (daemon.config.models says what to do when they are missing), then load."""
     path = piper_voice_path(voice, models_dir)
@@ -298,18 +434,37 @@ def _load_piper(voice: str, models_dir: Path) -> tuple[Path, PiperVoice]:
         raise VoiceError(f"cannot load Piper voice {path}: {e}; {FETCH_HINT} again") from e
 
 
-def _synthesize(voice: PiperVoice, sentence: str, volume: float, stop: threading.Event) -> list[AudioChunk]:
-    """Worker thread: one sentence → chunks (Piper may split it further), skipped once `stop` is set."""
+def _synthesize(
+    voice: PiperVoice,
+    sentence: str,
+    *,
+    pieces: PiperPieces | None,
+    in_pieces: bool,
+    volume: float,
+    stop: threading.Event,
+    emit: Callable[[AudioChunk], None],
+) -> int:
+    """Worker thread: one sentence → chunks handed to `emit` as each is ready (Piper may split the sentence
+    further; with `in_pieces` each part comes window by window); skipped once `stop` is set. Returns the
+    count. `pieces`: the voice's pieces once they are ready (they then render every sentence)."""
     from piper import SynthesisConfig
 
-    out: list[AudioChunk] = []
+    count = 0
     if stop.is_set():
-        return out
+        return count
     try:
-        for chunk in voice.synthesize(sentence, SynthesisConfig(volume=volume)):
+        if pieces is not None:
+            chunks: Iterable[AudioChunk] = pieces.render(voice, sentence, volume, stop, in_pieces=in_pieces)
+        else:
+            chunks = (
+                AudioChunk(c.audio_int16_bytes, c.sample_rate, c.sample_channels)
+                for c in voice.synthesize(sentence, SynthesisConfig(volume=volume))
+            )
+        for chunk in chunks:
             if stop.is_set():
                 break
-            out.append(AudioChunk(chunk.audio_int16_bytes, chunk.sample_rate, chunk.sample_channels))
+            emit(chunk)
+            count += 1
     except Exception as e:  # espeak/onnxruntime errors: name the text so the log shows what failed
         raise VoiceError(f"Piper could not synthesize {sentence[:60]!r}: {e}") from e
-    return out
+    return count

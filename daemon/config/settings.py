@@ -349,6 +349,9 @@ class CascadeSettings(_Section):
     """Keep the conversation this long after the last turn (follow-ups remember); 0 = every request alone."""
     history_turns: Annotated[int, Field(ge=0, le=100)] = 10
     """Most recent request/answer pairs sent with each request (older ones are dropped)."""
+    warm_connections: bool = True
+    """At the wake word, open each stage's connection with a GET /models (no audio, no text), so the
+    handshakes are done before the user stops speaking; false = nothing is sent before the end of the turn."""
 
 
 class CostSettings(_Section):

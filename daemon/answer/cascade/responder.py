@@ -20,7 +20,7 @@ from openai import AsyncOpenAI
 
 from daemon.answer.budget import DailyCost
 from daemon.answer.cascade.llm import ChatModel, Exchange, Message
-from daemon.answer.cascade.stage import Stage, StageFailure, make_client
+from daemon.answer.cascade.stage import Stage, StageFailure, make_client, warm
 from daemon.answer.cascade.stt import Transcriber
 from daemon.answer.cascade.tts import PiperSentences, RemoteSpeech, SentenceVoice
 from daemon.answer.fallback import CircuitBreaker, FallbackGuard
@@ -31,10 +31,17 @@ from daemon.audio.frames import INPUT_RATE_HZ, AudioChunk
 from daemon.config.settings import Secrets, Settings
 from daemon.observe import events as ev
 from daemon.observe.bus import EventBus
+from daemon.system import tasks
 
 log = logging.getLogger(__name__)
 PROBE_SILENCE = bytes(INPUT_RATE_HZ // 2 * 2)
 """0.5 s of silence: what the prober asks the speech-to-text server to transcribe."""
+PIECES_DIR = "piper-pieces"
+"""Where the local voice's cut is kept (in the state directory): made once, at the first start with Piper."""
+FIRST_CLAUSE_WORDS = 4
+"""A first clause this long ("The kitchen light is on,") is spoken before its sentence is written out; a
+shorter one ("Sure,") waits for the sentence: it would only add a pause. The voice hears the comma, so the
+clause ends on a continuing tone, as read aloud."""
 
 
 @dataclass
@@ -106,7 +113,7 @@ class CascadeResponder:
         if isinstance(llm := self._clients["llm"], AsyncOpenAI):
             self.llm = ChatModel(c.llm, llm, self.tools, settings.cost, bus, account=self._account)
         if c.tts == "piper":
-            self.speech = PiperSentences(voice) if voice is not None else None
+            self.speech = PiperSentences(voice, settings.state_dir / PIECES_DIR) if voice is not None else None
         elif isinstance(tts := self._clients["tts"], AsyncOpenAI):
             self.speech = RemoteSpeech(c.tts, tts, settings.cost, bus, self._account)
         probe_s = c.stt.timeout_s + c.llm.timeout_s + (c.tts.timeout_s if c.tts != "piper" else 0.0)
@@ -121,6 +128,7 @@ class CascadeResponder:
         """The answer being written and played, from its first sentence until it was heard or cut."""
         self._turn_usage: dict[str, int] = {}
         self._turn_cost = 0.0
+        self._warming: asyncio.Task[None] | None = None
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -129,7 +137,20 @@ class CascadeResponder:
     # --- capture side: everything stays on the device until the turn ends ----------------------------------
 
     def prepare(self) -> None:
-        """Nothing to open: HTTP connections are made per request (and kept alive by the SDK's pool)."""
+        """A request begins: open the stages' connections while the user speaks (cascade.warm_connections).
+        Nothing of the request is sent; a stage that will not be tried (breaker open, cap reached) is left
+        alone."""
+        if not self.settings.cascade.warm_connections or self._warming is not None and not self._warming.done():
+            return
+        if self.guard.open or self.spend.over(self.settings.cost.daily_limit):
+            return
+        self._warming = tasks.spawn(self._warm(), "hark-cascade-warm")
+
+    async def _warm(self) -> None:
+        c = self.settings.cascade
+        timeout_s = {"stt": c.stt.timeout_s, "llm": c.llm.timeout_s, "tts": c.tts.timeout_s if c.tts != "piper" else 0}
+        clients = [(stage, client) for stage, client in self._clients.items() if isinstance(client, AsyncOpenAI)]
+        await asyncio.gather(*(warm(stage, client, timeout_s[stage]) for stage, client in clients))
 
     def append(self, pcm16k: bytes) -> None:
         room = self._max_request_bytes - len(self._request)
@@ -257,11 +278,20 @@ class CascadeResponder:
         """The model's text → complete sentences, queued for the voice while the model goes on writing."""
         assert self.llm is not None
         splitter = SentenceSplitter()
+        first = True  # until the first piece went to the voice: a long first clause may go ahead of its sentence
         try:
             async for piece in self.llm.answer(conversation, exchange):
                 self.bus.publish(ev.TranscriptDelta("assistant", piece))
-                for sentence in splitter.feed(piece):
+                queued = splitter.feed(piece)
+                if first and not queued and (clause := splitter.clause(FIRST_CLAUSE_WORDS)) is not None:
+                    queued = [clause]
+                for sentence in queued:
                     out.put_nowait(sentence)
+                if queued and first:
+                    first = False
+                    # the voice starts now: without this, the rest of the answer already received (chunks read
+                    # without waiting) would be parsed first, a few ms before the first sentence is even sent
+                    await asyncio.sleep(0)
             if rest := splitter.flush():
                 out.put_nowait(rest)
         except Exception as e:  # StageFailure or a bug: the speaking side raises it in the turn
@@ -333,6 +363,10 @@ class CascadeResponder:
                 raise RuntimeError("the voice answered the probe with no audio")
 
     async def aclose(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warming
         await self.guard.aclose()
         for client in self._clients.values():
             if isinstance(client, AsyncOpenAI):

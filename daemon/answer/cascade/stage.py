@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+import time
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx2
 import openai
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, AsyncStream, DefaultAsyncHttpxClient
 
 from daemon.answer.reasons import FallbackReason
 from daemon.config.settings import CascadeStage, Secrets
+from daemon.system import tasks
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,10 @@ Stage = Literal["stt", "llm", "tts"]
 NO_KEY = "not-needed"
 """Sent as the key to a server that needs none (the SDK insists on some string; Ollama ignores it)."""
 OPENAI_URL = "https://api.openai.com/v1"
+KEEPALIVE_S = 120.0
+"""How long an idle connection is kept for the next request. The SDK's default (5 s) is shorter than many
+requests: the connection opened at the wake word would be closed again before the turn ended. A server that
+closes it sooner is noticed when the connection is next taken from the pool (then a new one is opened)."""
 T = TypeVar("T")
 
 
@@ -54,7 +61,25 @@ def make_client(stage: Stage, settings: CascadeStage, secrets: Secrets) -> Async
         api_key=key or NO_KEY,
         max_retries=0,  # a retry after a failure only makes the user wait longer: fall back at once instead
         timeout=settings.timeout_s,
+        # one pool per stage for the daemon's life; its connections outlive a spoken request (KEEPALIVE_S)
+        http_client=DefaultAsyncHttpxClient(
+            limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_S)
+        ),
     )
+
+
+async def warm(stage: Stage, client: AsyncOpenAI, timeout_s: float) -> None:
+    """Open the stage's connection now, with a cheap authenticated request (GET /models), so that the name
+    lookup and the TCP and TLS handshakes happen while the user is still speaking, not after the turn ended
+    (on a cloud server they cost several round trips; on this machine a new local connection costs 2–13 ms).
+    A failure here is not the user's problem yet: the real request reports it. Never sends audio or text."""
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(client.models.list(), timeout_s)
+    except Exception as e:  # whatever the cause: logged; the request itself will meet it and say so
+        log.debug("cascade.%s: warming the connection failed (%s: %s)", stage, type(e).__name__, e)
+        return
+    log.debug("cascade.%s: connection warm in %.0f ms", stage, (time.monotonic() - started) * 1000)
 
 
 def url_of(settings: CascadeStage) -> str:
@@ -87,14 +112,39 @@ def classify(stage: Stage, error: BaseException, started: bool) -> StageFailure:
 
 
 async def within(stream: AsyncIterable[T], timeout_s: float) -> AsyncIterator[T]:
-    """The stream's items, each awaited for at most `timeout_s` (a stall raises TimeoutError)."""
+    """The stream's items, each awaited for at most `timeout_s` (a stall raises TimeoutError).
+
+    `asyncio.timeout` rather than `wait_for`: the item is read in this task, not in a new task per item, so
+    an item that has already arrived costs no extra turn of the event loop (several per answer)."""
     items = stream.__aiter__()
     while True:
         try:
-            item = await asyncio.wait_for(items.__anext__(), timeout_s)
+            if sys.version_info >= (3, 11):
+                async with asyncio.timeout(timeout_s):
+                    item = await items.__anext__()
+            else:  # Python 3.10 has no asyncio.timeout
+                item = await asyncio.wait_for(items.__anext__(), timeout_s)
         except StopAsyncIteration:
             return
         yield item
+
+
+def finish_later(stream: AsyncStream[Any], timeout_s: float) -> None:
+    """Read the rest of a stream whose answer is already complete (on HTTP/1.1, the end of its body) in the
+    background, then close it. Why: a response read to its end gives its connection back to the pool for the
+    next request; one closed early closes the connection (a new handshake next time). The caller goes on at
+    once: the end of the body is not waited for on the way to the answer."""
+    tasks.spawn(_finish(stream, timeout_s), "hark-cascade-finish")
+
+
+async def _finish(stream: AsyncStream[Any], timeout_s: float) -> None:
+    try:
+        async for _ in within(stream, timeout_s):
+            pass
+    except Exception as e:  # the answer was complete: whatever breaks now only costs the connection
+        log.debug("the rest of a finished stream could not be read (%s: %s)", type(e).__name__, e)
+    finally:
+        await stream.close()
 
 
 async def check_stage(stage: Stage, settings: CascadeStage, secrets: Secrets) -> tuple[bool, str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from openai import AsyncOpenAI
 
-from daemon.answer.cascade.stage import StageFailure, classify, url_of, within
+from daemon.answer.cascade.stage import StageFailure, classify, finish_later, url_of, within
 from daemon.answer.reasons import FallbackReason
 from daemon.audio.frames import INPUT_RATE_HZ
 from daemon.config.settings import CascadeSttSettings
@@ -69,23 +69,28 @@ class Transcriber:
                 self._first(sent)
                 return Heard(str(result.text).strip(), audio_s, *_tokens(getattr(result, "usage", None)))
             stream = await self.client.audio.transcriptions.create(**kwargs, stream=True, timeout=s.timeout_s)
-            parts: list[str] = []
-            async with stream:
+            done = False
+            try:
                 async for event in within(stream, s.timeout_s):
                     kind = getattr(event, "type", None)
                     if kind == "transcript.text.delta":
                         if not started:
                             started = True
                             self._first(sent)
-                        parts.append(str(event.delta))
                         if on_delta is not None:
                             on_delta(str(event.delta))
                     elif kind == "transcript.text.done":
                         if not started:
                             self._first(sent)
+                        done = True  # the transcript goes to the model now; the body's end is read meanwhile
                         return Heard(str(event.text).strip(), audio_s, *_tokens(getattr(event, "usage", None)))
                     else:
                         log.debug("transcription stream: ignoring event %r", kind)
+            finally:
+                if done:
+                    finish_later(stream, s.timeout_s)
+                else:
+                    await stream.close()
             raise StageFailure("stt", FallbackReason.DROPPED, "the stream ended before transcript.text.done")
         except StageFailure:
             raise

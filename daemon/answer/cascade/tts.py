@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Protocol
 
 from openai import AsyncOpenAI
@@ -33,14 +34,16 @@ class SentenceVoice(Protocol):
 
 
 class PiperSentences:
-    """The local voice (no cost, no network)."""
+    """The local voice (no cost, no network), in pieces: a sentence starts playing once its first ~90 ms
+    are rendered, not once all of it is (daemon.answer.piper_pieces)."""
 
-    def __init__(self, voice: LocalVoice) -> None:
+    def __init__(self, voice: LocalVoice, cache_dir: Path) -> None:
         self.voice = voice
+        voice.enable_pieces(cache_dir)
 
     async def speak(self, sentence: str) -> AsyncIterator[AudioChunk]:
         try:
-            async for chunk in self.voice.speak(sentence):
+            async for chunk in self.voice.speak(sentence, in_pieces=True):
                 yield chunk
         except VoiceError as e:
             raise StageFailure("tts", FallbackReason.ERROR, str(e)) from e
