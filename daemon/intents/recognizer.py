@@ -10,7 +10,8 @@ every sound onto some declared sentence, and only this comparison tells "turn on
 "turn on the kitchen light".
 
 Three things make that ratio and the words right (scripts/bench_commands.py measures each):
-- Only the speech is decoded, with `SPEECH_MARGIN_S` around it (`speech_span`). The decoder normalizes the
+- Only the speech is decoded, with `SPEECH_MARGIN_S` around it (`speech_span`; the room's quiet
+  from the pre-roll fills a margin the request ended too soon for). The decoder normalizes the
   cepstrum by the mean of everything it is given (batch CMN); the pre-roll and the end-of-speech silence the
   endpointer waits for are a third of a short command, and with them the espeak-ng voices lost short words
   (on/off, ten/two): intent and slots exact went from 94.6 % to 98.2 % of clean test requests.
@@ -25,17 +26,16 @@ Three things make that ratio and the words right (scripts/bench_commands.py meas
   underflows the probability the Python API returns it as.
 
 The lattice posterior was measured and separates nothing out of domain (a wrong sentence that fits the
-grammar well has posteriors near 1). The decoder is not thread-safe and decoding blocks: `Recognizer` is
-used from one worker thread only (see daemon.intents.responder).
+grammar well has posteriors near 1). The two searches run in two child processes, side by side
+(daemon.intents.decoders: PocketSphinx holds the GIL while it decodes). `recognize` blocks until both have
+answered, one request at a time: `Recognizer` is used from one worker thread only (see daemon.intents.responder).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import logging
 import math
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,17 +43,13 @@ from typing import Any
 
 import numpy as np
 
+from daemon.intents.decoders import DecoderError, DecoderProcess
 from daemon.intents.grammar import jsgf, vocabulary
 from daemon.intents.spec import Command, CommandBook
 
 log = logging.getLogger(__name__)
 
 FILLERS = ("<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]")
-BOUNDARIES = ("<s>", "</s>")
-"""Lattice entries that are no audio: <s> carries the silence-insertion penalty, </s> repeats the last silence."""
-SENSCR_SHIFT = 10
-"""PocketSphinx keeps search scores shifted right by 10 bits; lattices shift them back, segments of the phone
-loop (allphone search) do not."""
 FRAME_SAMPLES = 160
 """10 ms at 16 kHz: the decoder's frame."""
 SPEECH_MARGIN_S = 0.4
@@ -108,11 +104,31 @@ def unknown_words(book: CommandBook) -> list[str]:
     return sorted(vocabulary(book) - dictionary_words())
 
 
-def speech_span(pcm16k: bytes) -> tuple[int, int]:
-    """Byte range to decode: the speech with SPEECH_MARGIN_S either side (all of it when no speech stands out)."""
+@dataclass(frozen=True, slots=True)
+class SpeechSpan:
+    """Where the speech is in a request and what is decoded of it (byte offsets into the request)."""
+
+    start: int
+    end: int
+    """`request[start:end]`: the speech with up to SPEECH_MARGIN_S either side."""
+    speech_end: int
+    """Where the last 10 ms of speech ends (`end` when no speech stands out)."""
+    pad: bytes = b""
+    """The room's own quiet (from before the speech), appended when less than SPEECH_MARGIN_S followed it."""
+
+    def audio(self, request: bytes) -> bytes:
+        return request[self.start : self.end] + self.pad
+
+
+def speech_span(pcm16k: bytes) -> SpeechSpan:
+    """What to decode: the speech with SPEECH_MARGIN_S either side (all of it when no speech stands out).
+
+    The daemon ends a request ~0.2 s into the pause (the turn model's judgement), less than the margin the
+    decoder needs after the last word: the missing part is the room's quiet from the request's pre-roll, so
+    the decoder sees the same margin however soon the request ended."""
     samples = np.frombuffer(pcm16k[: len(pcm16k) & ~1], dtype=np.int16)
     n = len(samples) // FRAME_SAMPLES
-    everything = (0, len(pcm16k))
+    everything = SpeechSpan(0, len(pcm16k), len(pcm16k))
     if n < 10:
         return everything
     frames = samples[: n * FRAME_SAMPLES].astype(np.float64).reshape(n, FRAME_SAMPLES)
@@ -125,10 +141,17 @@ def speech_span(pcm16k: bytes) -> tuple[int, int]:
     if len(starts) == 0:  # a click, no 30 ms of speech anywhere
         return everything
     margin = round(SPEECH_MARGIN_S * 16000 / FRAME_SAMPLES)  # in frames
-    first = max(0, int(starts[0]) - margin)
-    last = int(starts[-1]) + 3 + margin
-    end = len(pcm16k) if last >= n else last * FRAME_SAMPLES * 2
-    return first * FRAME_SAMPLES * 2, end
+    first_speech, last_speech = int(starts[0]), int(starts[-1]) + 3
+    first = max(0, first_speech - margin)
+    last = last_speech + margin
+    frame_bytes = FRAME_SAMPLES * 2
+    end = len(pcm16k) if last >= n else last * frame_bytes
+    missing = last * frame_bytes - len(pcm16k)
+    pad = b""
+    room = pcm16k[: int(np.flatnonzero(loud)[0]) * frame_bytes]  # the pre-roll: the room before anyone spoke
+    if missing > 0 and room:
+        pad = (room * (missing // len(room) + 1))[:missing]
+    return SpeechSpan(first * frame_bytes, end, last_speech * frame_bytes, pad)
 
 
 class Recognizer:
@@ -139,7 +162,7 @@ class Recognizer:
         self.min_score = min_score
         t0 = time.monotonic()
         try:
-            from pocketsphinx import Decoder
+            import pocketsphinx  # noqa: F401  (the children import it; a missing one is said here)
         except ImportError as e:  # pragma: no cover - a dependency of hark
             raise RecognizerError(f"pocketsphinx is not installed ({e}); run scripts/install-deps") from e
         unknown = unknown_words(book)
@@ -151,7 +174,7 @@ class Recognizer:
         model = model_dir()
         # batch CMN: the whole (trimmed) request is decoded at once, so its own mean normalizes it (live CMN
         # starts from a generic estimate and loses the first words of short commands); compallsen: see above
-        common = {
+        common: dict[str, Any] = {
             "hmm": str(model / "en-us"),
             "dict": str(model / "cmudict-en-us.dict"),
             "lm": None,
@@ -159,18 +182,22 @@ class Recognizer:
             "compallsen": True,
             "loglevel": "FATAL",
         }
-        self._decoder = Decoder(**common)
         grammar = jsgf(book)
+        # both processes load at once
+        self._grammar = DecoderProcess("command grammar", common, grammar)
+        self._phones = DecoderProcess("phone loop", {**common, "allphone": str(model / "en-us-phone.lm.bin")})
         try:
-            self._decoder.add_jsgf_string("hark", grammar.encode())
-            self._decoder.activate_search("hark")
-        except Exception as e:
-            raise RecognizerError(f"the command grammar was refused ({e}):\n{grammar}") from e
-        self._phones = Decoder(**common, allphone=str(model / "en-us-phone.lm.bin"))
-        self._ln_per_unit = float(self._decoder.logmath.log_to_ln(1))
-        self._phone_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hark-commands-phones")
-        self._scratch = tempfile.TemporaryDirectory(prefix="hark-commands-")
-        self._lattice = Path(self._scratch.name) / "lattice.txt"
+            try:
+                self._grammar.wait_ready()
+            except DecoderError as e:
+                raise RecognizerError(f"the command grammar was refused ({e}):\n{grammar}") from e
+            try:
+                self._phones.wait_ready()
+            except DecoderError as e:
+                raise RecognizerError(str(e)) from e
+        except RecognizerError:
+            self.close()
+            raise
         self.load_s = time.monotonic() - t0
         log.info("local commands: %d intents, recognizer ready in %.2f s", len(book.by_name), self.load_s)
 
@@ -179,86 +206,42 @@ class Recognizer:
         t0 = time.monotonic()
         if len(pcm16k) < 3200:  # under 100 ms: nothing to decode
             return Recognition(None, "", 0.0, 0.0, 0.0, "no audio")
-        start, end = speech_span(pcm16k)
-        pcm16k = pcm16k[start:end]
-        # the phone loop runs in a second thread, beside the grammar search: the decision then costs the
-        # longer of the two, not their sum (pocketsphinx releases the GIL while it decodes)
-        phones = self._phone_thread.submit(_decode, self._phones, pcm16k)
-        segs = _decode(self._decoder, pcm16k)
-        words = [s for s in segs if s.word not in FILLERS]
-        text = " ".join(s.word.split("(", 1)[0] for s in words)
+        pcm16k = speech_span(pcm16k).audio(pcm16k)
+        try:
+            self._grammar.submit(pcm16k)
+            self._phones.submit(pcm16k)
+            best = self._grammar.result()
+            phone_score = float(self._phones.result()["score"])
+        except DecoderError as e:
+            raise RecognizerError(str(e)) from e
+        words = [(w, first, last) for w, first, last in best["segs"] if w not in FILLERS]
+        text = " ".join(w.split("(", 1)[0] for w, _, _ in words)
         command = self.book.match(text) if text else None
         if command is None:
-            phones.result()  # the phone decoder must be idle before the next request
             why = "not a whole declared sentence" if text else "no sentence fits"
             return Recognition(None, text, 0.0, 0.0, _ms(t0), why)
         # the sentence against a free phone loop on the same audio: speech that is not this sentence is
         # fitted far better by some other phone sequence than by the grammar's best path
-        speech_frames = sum(s.end_frame - s.start_frame + 1 for s in words)
-        ratio = self._path_log_score(segs) - _phone_loop_log_score(phones.result())
-        score = ratio / max(1, speech_frames)
+        speech_frames = sum(last - first + 1 for _, first, last in words)
+        score = (float(best["path"]) - phone_score) / max(1, speech_frames)
         confidence = 1.0 / (1.0 + math.exp(-(score - self.min_score)))
         if score < self.min_score:
             why = f"score {score:.2f} < commands.min_score {self.min_score:g}"
             return Recognition(None, text, score, confidence, _ms(t0), why)
         return Recognition(command, text, score, confidence, _ms(t0))
 
-    def _path_log_score(self, segs: list[Any]) -> float:
-        """Natural-log acoustic score of the grammar's best path, from the lattice file (exact, no underflow)."""
-        self._decoder.get_lattice().write(str(self._lattice))
-        nodes, edges = _read_lattice(self._lattice.read_text(encoding="utf-8"))
-        starting: dict[tuple[str, int], list[int]] = {}
-        for node, key in nodes.items():
-            starting.setdefault(key, []).append(node)
-        total = 0
-        for seg, after in zip(segs, segs[1:], strict=False):
-            if seg.word in BOUNDARIES:
-                continue
-            # the link that leaves this word for the next one (several nodes can share a word and start frame:
-            # one per grammar state; the best path took the best of them)
-            scores = [
-                score
-                for node in starting.get((seg.word, seg.start_frame), [])
-                for nxt, score in edges.get(node, [])
-                if nodes[nxt][1] == after.start_frame
-            ]
-            if not scores:  # pragma: no cover - every link of the best path is in the lattice
-                raise RecognizerError(f"the lattice has no link from {seg.word} at frame {seg.start_frame}")
-            total += max(scores)
-        return total * self._ln_per_unit
+    @property
+    def cpu_s(self) -> float:
+        """CPU time the decoders' processes spent decoding so far (not in this process's CPU time)."""
+        return self._grammar.cpu_s + self._phones.cpu_s
+
+    @property
+    def pids(self) -> tuple[int, int]:
+        return self._grammar.pid, self._phones.pid
 
     def close(self) -> None:
-        self._phone_thread.shutdown(wait=False, cancel_futures=True)
-        self._scratch.cleanup()
-
-
-def _decode(decoder: Any, pcm16k: bytes) -> list[Any]:
-    decoder.start_utt()
-    decoder.process_raw(pcm16k, full_utt=True)
-    decoder.end_utt()
-    return list(decoder.seg()) if decoder.hyp() is not None else []
-
-
-def _read_lattice(text: str) -> tuple[dict[int, tuple[str, int]], dict[int, list[tuple[int, int]]]]:
-    """A PocketSphinx lattice file: node → (word, start frame); node → [(next node, acoustic score in log units)]."""
-    nodes: dict[int, tuple[str, int]] = {}
-    edges: dict[int, list[tuple[int, int]]] = {}
-    section = ""
-    for line in text.splitlines():
-        parts = line.split()
-        if not parts or not parts[0].lstrip("-").isdigit():
-            section = parts[0] if parts else ""
-            continue
-        if section == "Nodes":
-            nodes[int(parts[0])] = (parts[1], int(parts[2]))
-        elif section == "Edges":
-            edges.setdefault(int(parts[0]), []).append((int(parts[1]), int(parts[2])))
-    return nodes, edges
-
-
-def _phone_loop_log_score(segs: list[Any]) -> float:
-    """Natural-log acoustic score of the phone loop's path (its segments are in the search's shifted units)."""
-    return float(sum(math.log(s.ascore) for s in segs)) * (1 << SENSCR_SHIFT)
+        self._grammar.close()
+        self._phones.close()
 
 
 def _ms(t0: float) -> float:

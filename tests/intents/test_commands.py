@@ -160,14 +160,24 @@ def test_near_misses_are_not_acted_on(recognizer: Recognizer, speech: Speech, vo
 def test_only_the_speech_and_a_margin_are_decoded(speech: Speech) -> None:
     pcm, _ = read_wav(speech.piper("turn on the kitchen lights"))
     request = _request(speech.piper("turn on the kitchen lights"))  # 0.3 s before, 0.7 s after
-    start, end = speech_span(request)
+    span = speech_span(request)
     speech_end = 2 * (4800 + len(pcm))
-    assert start == 0  # less than the margin before the speech: all of it kept
+    assert span.start == 0  # less than the margin before the speech: all of it kept
     # the voice's own quiet tail counts as speech; a margin of silence is kept after it, the rest is dropped
-    assert speech_end - 3200 < end - 2 * int(SPEECH_MARGIN_S * 16000) <= speech_end
-    assert end < len(request)
+    assert speech_end - 3200 < span.end - 2 * int(SPEECH_MARGIN_S * 16000) <= speech_end
+    assert span.end < len(request) and span.pad == b""
     floor = np.random.default_rng(1).normal(0.0, 10.0, 48000).astype(np.int16).tobytes()
-    assert speech_span(floor) == (0, len(floor))  # nothing stands out: everything is decoded
+    assert speech_span(floor).audio(floor) == floor  # nothing stands out: everything is decoded
+
+
+def test_a_request_ended_soon_after_the_last_word_gets_its_margin_from_the_room(speech: Speech) -> None:
+    request = _request(speech.piper("turn on the kitchen lights"))
+    span = speech_span(request)
+    cut = span.speech_end + 2 * 3200  # the daemon ends it ~0.2 s into the pause
+    short = speech_span(request[:cut])
+    assert short.speech_end == span.speech_end
+    assert short.end == cut and len(short.pad) == span.end - cut  # the same margin as with the whole pause
+    assert short.pad == request[: len(short.pad)]  # the room's quiet before the speech (0.3 s of pre-roll)
 
 
 def test_silence_is_no_command(recognizer: Recognizer) -> None:
