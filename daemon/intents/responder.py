@@ -2,9 +2,16 @@
 
 `offline`: the request streams to the cloud as always; only when the cloud can't answer does the cloud
 responder ask `instead_of_apology`, and a recognized command is carried out and confirmed instead.
-`first`: the request audio is held here until the end of the request, the recognizer decides (tens of ms),
-and a command is carried out without a byte reaching the cloud; anything else is flushed to the cloud in
-order, so it hears exactly the same audio, later by the recognizer's time only.
+`first`: the request audio is held here until the end of the request, the recognizer decides, and a command
+is carried out without a byte reaching the cloud; anything else is flushed to the cloud in order, so it hears
+exactly the same audio, later by the recognizer's time only.
+
+The recognizer starts early: in the pause after the speech (`PAUSE_MS`), before the end of speech is declared
+(the turn model is asked ~200 ms into the pause and answers tens of ms later), on the audio so far. It decodes
+the speech and a margin padded with the room's quiet (see daemon.intents.recognizer.speech_span), so when no
+speech followed, that decision is the one the whole request would get, and it is used as it stands; speech
+after it starts a fresh decision. Mode `first` does so on every request; `offline` only once the cloud is
+known to be down (an error this turn, or the breaker open), so a working cloud costs no local decoding.
 
 The action is the tool call the cloud model would make (`ToolRegistry.call`), so MQTT sees the same topic
 and payload whichever side understood the request.
@@ -18,6 +25,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from daemon.answer.fallback import FallbackGuard
@@ -27,7 +35,7 @@ from daemon.answer.tools import ToolRegistry
 from daemon.answer.voice import LocalVoice, say_or_log
 from daemon.audio.frames import AudioChunk
 from daemon.config.settings import CommandSettings
-from daemon.intents.recognizer import Recognition, Recognizer
+from daemon.intents.recognizer import Recognition, Recognizer, RecognizerError, SpeechSpan, speech_span
 from daemon.intents.spec import CommandBook
 from daemon.observe import events as ev
 from daemon.observe.bus import EventBus
@@ -38,6 +46,18 @@ FAILED = "Sorry, that didn't work."
 LEAD_MS = 450
 """Audio kept before the endpointer's start of speech (it fires ~120 ms in; the rest is margin): what
 came before, the tail of the wake word included, is not part of the command."""
+PAUSE_MS = 90
+"""Quiet after the speech at which the recognizer starts on the request so far (see the module docstring)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Early:
+    """A decision started in the pause, on the first `cut` bytes of the request (from `speech_from`)."""
+
+    speech_from: int
+    cut: int
+    span: SpeechSpan
+    decision: concurrent.futures.Future[Recognition]
 
 
 class Guarded(Responder, Protocol):
@@ -72,8 +92,13 @@ class CommandResponder:
         self._decided: Recognition | None = None
         self._speech_from = 0
         """Byte offset in the turn's audio where the request's speech (minus LEAD_MS) begins."""
+        self._size = 0
+        self._speaking = False
+        self._cloud_down = False
+        self._early: _Early | None = None
         inner.guard.instead_of_apology = self._instead_of_apology
         bus.subscribe(ev.SpeechStarted, self._on_speech_started)
+        bus.subscribe(ev.RealtimeError, self._on_cloud_error)
 
     async def ready(self) -> Recognizer | None:
         """The loaded recognizer, or None when it could not be built (logged once; commands are then off)."""
@@ -94,23 +119,54 @@ class CommandResponder:
 
     def _on_speech_started(self, event: ev.SpeechStarted) -> None:
         # published right after the frame that confirmed it was appended: the buffer ends at that frame
-        size = sum(len(b) for b in self._audio)
-        self._speech_from = max(0, size - LEAD_MS * 32) & ~1
+        self._speech_from = max(0, self._size - LEAD_MS * 32) & ~1
+        self._speaking = True
+
+    def _on_cloud_error(self, event: ev.RealtimeError) -> None:
+        self._cloud_down = True
 
     def _new_turn(self, typed: str | None) -> None:
         self._audio.clear()
+        self._size = 0
         self._speech_from = 0
+        self._speaking = False
+        self._cloud_down = False
+        self._early = None
         self._typed = typed
         self._decided = None
 
     def append(self, pcm16k: bytes) -> None:
         self._audio.append(pcm16k)
+        self._size += len(pcm16k)
         if not self._held:
             self.inner.append(pcm16k)
+        if self._speaking:
+            self._start_early()
 
     def discard(self) -> None:
         self._audio.clear()
+        self._size = 0
+        self._speaking = False
         self.inner.discard()
+
+    def _start_early(self) -> None:
+        """In a pause after the speech: start deciding on the request so far (at most one decision at a time)."""
+        early = self._early
+        if early is not None and not early.decision.done():
+            return
+        wanted = self.cfg.local == "first" or (
+            self.cfg.local == "offline" and (self._cloud_down or self.inner.guard.open)
+        )
+        if not wanted or not self._recognizer.done() or self._recognizer.exception() is not None:
+            return
+        audio = b"".join(self._audio)[self._speech_from :]
+        span = speech_span(audio)
+        if len(audio) - span.speech_end < PAUSE_MS * 32:
+            return  # still speaking (or nothing stands out as speech yet)
+        if early is not None and early.speech_from == self._speech_from and early.span.speech_end == span.speech_end:
+            return  # this speech is decided already
+        decision = self._worker.submit(self._recognizer.result().recognize, audio)
+        self._early = _Early(self._speech_from, len(audio), span, decision)
 
     # --- answer side --------------------------------------------------------------------------------------
 
@@ -150,12 +206,30 @@ class CommandResponder:
         if recognizer is None:
             return None
         audio = b"".join(self._audio)[self._speech_from :]
-        loop = asyncio.get_running_loop()
-        self._decided = await loop.run_in_executor(self._worker, recognizer.recognize, audio)
-        rec = self._decided
+        early = self._early
+        try:
+            if early is not None and self._no_speech_since(early, audio):
+                rec = await asyncio.wrap_future(early.decision)
+                log.debug(
+                    "local commands: decided in the pause, %d ms of audio before the end",
+                    (len(audio) - early.cut) // 32,
+                )
+            else:
+                rec = await asyncio.get_running_loop().run_in_executor(self._worker, recognizer.recognize, audio)
+        except RecognizerError as e:
+            log.error("the local command recognizer failed on this request: %s", e)
+            rec = Recognition(None, "", 0.0, 0.0, 0.0, f"recognizer failed: {e}")
+        self._decided = rec
         if rec.command is None:
             log.info("not a local command (%s): %r, score %.2f, %.0f ms", rec.why_not, rec.text, rec.score, rec.ms)
         return rec
+
+    def _no_speech_since(self, early: _Early, audio: bytes) -> bool:
+        """The request's speech ended before the early decision's cut: that decision is the request's."""
+        span = speech_span(audio)
+        return (
+            early.speech_from == self._speech_from and span.start == early.span.start and span.speech_end <= early.cut
+        )
 
     async def _instead_of_apology(self, reason: FallbackReason) -> AsyncIterator[AudioChunk] | None:
         """The cloud can't answer: a declared command is still carried out (modes offline and first)."""
