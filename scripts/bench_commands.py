@@ -2,13 +2,15 @@
 """Benchmark on-device command recognition: accuracy on test speech, confusion, CPU, load time, RSS added.
 
     .venv/bin/python scripts/bench_commands.py [--voices piper en-us ...] [--held-out] [--snr-db 10]
-                                               [--end-silence-s 0.2] [--min-score X] [--json FILE] [--e2e N]
+                                               [--end-silence-s 0.2 | --in-pause] [--min-score X] [--json FILE]
+                                               [--e2e N]
 
 The household is tests/intents/household.py (5 intents, 5 rooms, 42 in-domain requests, 14 out-of-domain
 ones, several of them near misses like "turn on the kitchen radio"). Each request is spoken by the Piper
 voice and by espeak-ng voices, trimmed to its audible speech and framed like the daemon hands it over: 0.3 s
 of pre-roll before the speech, `--end-silence-s` after its last sound (0.2 s: with the default turn model the
-daemon ends the request ~210 ms into the pause, and `--e2e` prints what it really handed over), a -70 dBFS
+daemon ends the request ~210 ms into the pause, and `--e2e` prints what it really handed over) or, with
+`--in-pause`, cut where the responder decides in the pause (daemon.intents.responder.PAUSE_MS), a -70 dBFS
 noise floor; clean and with white noise at `--snr-db` below the speech's RMS. "Exact" = the intent and every
 slot value as expected; "acted" = an out-of-domain request that would have been carried out. The issue's test
 set is the default voices; `--held-out` adds a second set the recognizer and `commands.min_score` were not
@@ -73,8 +75,11 @@ def speech(text: str, voice: str, models: Path, cache: Path) -> np.ndarray:
     return pcm[first:last]
 
 
-def framed(pcm: np.ndarray, snr_db: float | None, seed: int, end_silence_s: float = END_SILENCE_S) -> bytes:
-    """Pre-roll, the speech, end-of-speech silence; a faint floor, or white noise `snr_db` below the speech."""
+def framed(pcm: np.ndarray, snr_db: float | None, seed: int, end_silence_s: float | None = END_SILENCE_S) -> bytes:
+    """Pre-roll, the speech, end-of-speech silence (None: as decided in the pause); a faint floor, or white noise
+    `snr_db` below the speech."""
+    if end_silence_s is None:
+        return in_pause(framed(pcm, snr_db, seed, 0.7))
     after = np.zeros(round(end_silence_s * RATE))
     x = np.concatenate([np.zeros(int(0.3 * RATE)), pcm.astype(np.float64), after])
     rng = np.random.default_rng(seed)
@@ -82,6 +87,20 @@ def framed(pcm: np.ndarray, snr_db: float | None, seed: int, end_silence_s: floa
     noise_rms = speech_rms / (10 ** (snr_db / 20)) if snr_db is not None else 32768 * 10 ** (-70 / 20)
     x = x + rng.normal(0.0, noise_rms, len(x))
     return np.clip(np.round(x), -32768, 32767).astype(np.int16).tobytes()
+
+
+def in_pause(request: bytes) -> bytes:
+    """The request as the responder's decision in the pause sees it: cut at the first 30 ms frame where PAUSE_MS
+    of quiet followed the last sound so far, and no sound came after (a decision speech followed is not used)."""
+    from daemon.intents.recognizer import speech_span
+    from daemon.intents.responder import PAUSE_MS
+
+    frame = 480 * 2
+    sound_end = speech_span(request).sound_end
+    for cut in range(frame, len(request) + 1, frame):
+        if cut >= sound_end and cut - speech_span(request[:cut]).sound_end >= PAUSE_MS * 32:
+            return request[:cut]
+    return request
 
 
 def main() -> int:
@@ -92,6 +111,7 @@ def main() -> int:
     ap.add_argument(
         "--end-silence-s", type=float, default=END_SILENCE_S, help="audio after the last sound (0.7: the silence rule)"
     )
+    ap.add_argument("--in-pause", action="store_true", help="frame requests as decided in the pause instead")
     ap.add_argument("--min-score", type=float, default=None, help="override commands.min_score")
     ap.add_argument("--models", type=Path, default=ROOT / "models")
     ap.add_argument("--json", type=Path, default=None)
@@ -123,18 +143,19 @@ def main() -> int:
     rss_added_mib = (rss_kib() - before + sum(rss_kib(pid) for pid in rec.pids)) / 1024  # the decoders: all of them
     print(
         f"recognizer: load {load_s:.2f} s, RSS added {rss_added_mib:.1f} MiB, min_score {min_score}, "
-        f"{args.end_silence_s:g} s after the last sound"
+        + ("decided in the pause" if args.in_pause else f"{args.end_silence_s:g} s after the last sound")
     )
+    end_silence_s = None if args.in_pause else args.end_silence_s
 
     sets = [("test set", args.voices)] + ([("held-out set", HELD_OUT_VOICES)] if args.held_out else [])
     out: dict[str, Any] = {
         "load_s": load_s,
         "rss_added_mib": rss_added_mib,
         "min_score": min_score,
-        "end_silence_s": args.end_silence_s,
+        "end_silence_s": end_silence_s,
     }
     for name, voices in sets:
-        rows, timing = run_set(rec, voices, args.snr_db, args.end_silence_s, args.models)
+        rows, timing = run_set(rec, voices, args.snr_db, end_silence_s, args.models)
         for r in rows:
             r["acted"] = r["got"] if r["got"] and r["score"] >= min_score else ""
             r["exact"] = bool(r["want"]) and r["acted"] == r["want"] and r["got_slots"] == r["slots"]
@@ -151,7 +172,7 @@ def main() -> int:
 
 
 def run_set(
-    rec: Any, voices: list[str], snr_db: float, end_silence_s: float, models: Path
+    rec: Any, voices: list[str], snr_db: float, end_silence_s: float | None, models: Path
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every request of the household, by every voice, clean and noisy: what the recognizer made of each."""
     from tests.intents.household import IN_DOMAIN, OUT_OF_DOMAIN
@@ -291,6 +312,7 @@ async def end_to_end(turns: int, models: Path) -> None:
     after_words: list[float] = []
     split: dict[str, list[float]] = {"to_decision": [], "recognizer": [], "to_publish": [], "handed_after": []}
     in_pause = 0
+    judged_ms: list[float] = []
     try:
         await asyncio.sleep(0.3)  # mosquitto listens ~10 ms after spawn
         client.connect("127.0.0.1", port)
@@ -330,6 +352,7 @@ async def end_to_end(turns: int, models: Path) -> None:
             after_decision.append(1000 * (arrivals[0] - ended[0]["t"]))
             last_word_s = clip.spans[-1].end / RATE
             after_words.append(1000 * (arrivals[0] - started) - 1000 * last_word_s)
+            judged_ms += [r["inference_ms"] for r in run.records if r["event"] == "turn_judged"]
             recognized = [r for r in run.records if r["event"] == "command_recognized"]
             if recognized:
                 cmd = recognized[0]
@@ -363,7 +386,10 @@ async def end_to_end(turns: int, models: Path) -> None:
                 if ms and name != "handed_after"
             )
         )
-        print(f"  decided in the pause, before speech_ended: {in_pause} of {len(split['recognizer'])} turns")
+        print(
+            f"  decided in the pause, before speech_ended: {in_pause} of {len(split['recognizer'])} turns; "
+            f"turn model inference median {statistics.median(judged_ms or [0]):.0f} ms (it competes for the CPU)"
+        )
     if split["handed_after"]:
         ms = split["handed_after"]
         print(

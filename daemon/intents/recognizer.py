@@ -60,6 +60,10 @@ SPEECH_LEVEL = 0.2
 peak (99th), in dB (relative, so it holds in a quiet room and in 10 dB of noise alike; 10 % measured the same)."""
 MIN_CONTRAST_DB = 6.0
 """Under this from floor to peak no speech stands out: the whole request is decoded."""
+QUIET_DB = 3.0
+"""A 10 ms frame is quiet (the room, no voice in it) within this of the request's floor. Where the last sound
+ends, for deciding in the pause: in 10 dB of noise the speech level above ends up to 0.18 s before the last
+word does (its quiet tail), so it is no sign that the speaker stopped."""
 
 
 class RecognizerError(RuntimeError):
@@ -113,6 +117,8 @@ class SpeechSpan:
     """`request[start:end]`: the speech with up to SPEECH_MARGIN_S either side."""
     speech_end: int
     """Where the last 10 ms of speech ends (`end` when no speech stands out)."""
+    sound_end: int
+    """Where the last 10 ms above the room's quiet ends (QUIET_DB; the whole request when nothing stands out)."""
     pad: bytes = b""
     """The room's own quiet (from before the speech), appended when less than SPEECH_MARGIN_S followed it."""
 
@@ -128,7 +134,7 @@ def speech_span(pcm16k: bytes) -> SpeechSpan:
     the decoder sees the same margin however soon the request ended."""
     samples = np.frombuffer(pcm16k[: len(pcm16k) & ~1], dtype=np.int16)
     n = len(samples) // FRAME_SAMPLES
-    everything = SpeechSpan(0, len(pcm16k), len(pcm16k))
+    everything = SpeechSpan(0, len(pcm16k), len(pcm16k), len(pcm16k))
     if n < 10:
         return everything
     frames = samples[: n * FRAME_SAMPLES].astype(np.float64).reshape(n, FRAME_SAMPLES)
@@ -151,7 +157,10 @@ def speech_span(pcm16k: bytes) -> SpeechSpan:
     room = pcm16k[: int(np.flatnonzero(loud)[0]) * frame_bytes]  # the pre-roll: the room before anyone spoke
     if missing > 0 and room:
         pad = (room * (missing // len(room) + 1))[:missing]
-    return SpeechSpan(first * frame_bytes, end, last_speech * frame_bytes, pad)
+    sound_end = (int(np.flatnonzero(level_db > floor + QUIET_DB)[-1]) + 1) * frame_bytes
+    return SpeechSpan(
+        first * frame_bytes, end, last_speech * frame_bytes, max(sound_end, last_speech * frame_bytes), pad
+    )
 
 
 class Recognizer:

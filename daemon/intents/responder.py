@@ -47,7 +47,8 @@ LEAD_MS = 450
 """Audio kept before the endpointer's start of speech (it fires ~120 ms in; the rest is margin): what
 came before, the tail of the wake word included, is not part of the command."""
 PAUSE_MS = 90
-"""Quiet after the speech at which the recognizer starts on the request so far (see the module docstring)."""
+"""Quiet after the last sound at which the recognizer starts on the request so far (see the module docstring;
+daemon.intents.recognizer.QUIET_DB says what is quiet)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +162,9 @@ class CommandResponder:
             return
         audio = b"".join(self._audio)[self._speech_from :]
         span = speech_span(audio)
-        if len(audio) - span.speech_end < PAUSE_MS * 32:
+        if len(audio) - span.sound_end < PAUSE_MS * 32:
             return  # still speaking (or nothing stands out as speech yet)
-        if early is not None and early.speech_from == self._speech_from and early.span.speech_end == span.speech_end:
+        if early is not None and self._covers(early, span):
             return  # this speech is decided already
         decision = self._worker.submit(self._recognizer.result().recognize, audio)
         self._early = _Early(self._speech_from, len(audio), span, decision)
@@ -208,7 +209,7 @@ class CommandResponder:
         audio = b"".join(self._audio)[self._speech_from :]
         early = self._early
         try:
-            if early is not None and self._no_speech_since(early, audio):
+            if early is not None and self._covers(early, speech_span(audio)):
                 rec = await asyncio.wrap_future(early.decision)
                 log.debug(
                     "local commands: decided in the pause, %d ms of audio before the end",
@@ -224,12 +225,9 @@ class CommandResponder:
             log.info("not a local command (%s): %r, score %.2f, %.0f ms", rec.why_not, rec.text, rec.score, rec.ms)
         return rec
 
-    def _no_speech_since(self, early: _Early, audio: bytes) -> bool:
-        """The request's speech ended before the early decision's cut: that decision is the request's."""
-        span = speech_span(audio)
-        return (
-            early.speech_from == self._speech_from and span.start == early.span.start and span.speech_end <= early.cut
-        )
+    def _covers(self, early: _Early, span: SpeechSpan) -> bool:
+        """No speech came after the early decision's cut: that decision is the one this request gets."""
+        return early.speech_from == self._speech_from and span.start == early.span.start and span.sound_end <= early.cut
 
     async def _instead_of_apology(self, reason: FallbackReason) -> AsyncIterator[AudioChunk] | None:
         """The cloud can't answer: a declared command is still carried out (modes offline and first)."""
