@@ -2,7 +2,7 @@
 
 Why PocketSphinx: its wheel carries the en-US acoustic model and dictionary (nothing is downloaded, on
 x86-64 and aarch64 alike), it takes a JSGF grammar, and a grammar-constrained search of a whole request
-with the phone loop beside it costs under 10 % of one core per second of request (scripts/bench_commands.py).
+with the phone loop beside it costs 10–15 % of one core per second of request (scripts/bench_commands.py).
 Out-of-grammar speech is rejected twice: the decoder's best path must be a whole declared sentence (hassil
 matches it back; a pruned, partial path is no command), and the sentence must fit the audio nearly as well
 as a free phone loop does (a log-likelihood ratio per speech frame, `commands.min_score`): a grammar forces
@@ -126,41 +126,68 @@ class SpeechSpan:
         return request[self.start : self.end] + self.pad
 
 
+def frame_levels_db(pcm16k: bytes) -> np.ndarray:
+    """The level of each whole 10 ms frame, in dB."""
+    samples = np.frombuffer(pcm16k[: len(pcm16k) & ~1], dtype=np.int16)
+    n = len(samples) // FRAME_SAMPLES
+    frames = samples[: n * FRAME_SAMPLES].astype(np.float64).reshape(n, FRAME_SAMPLES)
+    return np.asarray(10.0 * np.log10(np.mean(frames**2, axis=1) + 1.0))
+
+
+@dataclass(frozen=True, slots=True)
+class _Levels:
+    """Where a request's speech is, in 10 ms frames (None from `_find_speech`: no speech stands out)."""
+
+    first_loud: int
+    first_speech: int
+    last_speech: int
+    """One past the last frame of the last 30 ms of speech."""
+    sound_end: int
+    """One past the last frame above the room's quiet (QUIET_DB), at least `last_speech`."""
+
+
+def _find_speech(level_db: np.ndarray) -> _Levels | None:
+    if len(level_db) < 10:
+        return None
+    floor, peak = np.percentile(level_db, [10, 99])
+    if peak - floor < MIN_CONTRAST_DB:
+        return None
+    loud = level_db > floor + SPEECH_LEVEL * (peak - floor)
+    starts = np.flatnonzero(np.convolve(loud.astype(np.int32), np.ones(3, dtype=np.int32), "valid") == 3)
+    if len(starts) == 0:  # a click, no 30 ms of speech anywhere
+        return None
+    last_speech = int(starts[-1]) + 3
+    sound_end = int(np.flatnonzero(level_db > floor + QUIET_DB)[-1]) + 1
+    return _Levels(int(np.flatnonzero(loud)[0]), int(starts[0]), last_speech, max(sound_end, last_speech))
+
+
+def quiet_after_sound_ms(level_db: np.ndarray) -> int:
+    """How long the request has been quiet since its last sound (0 while no speech stands out)."""
+    found = _find_speech(level_db)
+    return 0 if found is None else (len(level_db) - found.sound_end) * FRAME_SAMPLES * 1000 // 16000
+
+
 def speech_span(pcm16k: bytes) -> SpeechSpan:
     """What to decode: the speech with SPEECH_MARGIN_S either side (all of it when no speech stands out).
 
     The daemon ends a request ~0.2 s into the pause (the turn model's judgement), less than the margin the
     decoder needs after the last word: the missing part is the room's quiet from the request's pre-roll, so
     the decoder sees the same margin however soon the request ended."""
-    samples = np.frombuffer(pcm16k[: len(pcm16k) & ~1], dtype=np.int16)
-    n = len(samples) // FRAME_SAMPLES
-    everything = SpeechSpan(0, len(pcm16k), len(pcm16k), len(pcm16k))
-    if n < 10:
-        return everything
-    frames = samples[: n * FRAME_SAMPLES].astype(np.float64).reshape(n, FRAME_SAMPLES)
-    level_db = 10.0 * np.log10(np.mean(frames**2, axis=1) + 1.0)
-    floor, peak = np.percentile(level_db, [10, 99])
-    if peak - floor < MIN_CONTRAST_DB:
-        return everything
-    loud = level_db > floor + SPEECH_LEVEL * (peak - floor)
-    starts = np.flatnonzero(np.convolve(loud.astype(np.int32), np.ones(3, dtype=np.int32), "valid") == 3)
-    if len(starts) == 0:  # a click, no 30 ms of speech anywhere
-        return everything
+    level_db = frame_levels_db(pcm16k)
+    found = _find_speech(level_db)
+    if found is None:
+        return SpeechSpan(0, len(pcm16k), len(pcm16k), len(pcm16k))
     margin = round(SPEECH_MARGIN_S * 16000 / FRAME_SAMPLES)  # in frames
-    first_speech, last_speech = int(starts[0]), int(starts[-1]) + 3
-    first = max(0, first_speech - margin)
-    last = last_speech + margin
+    first = max(0, found.first_speech - margin)
+    last = found.last_speech + margin
     frame_bytes = FRAME_SAMPLES * 2
-    end = len(pcm16k) if last >= n else last * frame_bytes
+    end = len(pcm16k) if last >= len(level_db) else last * frame_bytes
     missing = last * frame_bytes - len(pcm16k)
     pad = b""
-    room = pcm16k[: int(np.flatnonzero(loud)[0]) * frame_bytes]  # the pre-roll: the room before anyone spoke
+    room = pcm16k[: found.first_loud * frame_bytes]  # the pre-roll: the room before anyone spoke
     if missing > 0 and room:
         pad = (room * (missing // len(room) + 1))[:missing]
-    sound_end = (int(np.flatnonzero(level_db > floor + QUIET_DB)[-1]) + 1) * frame_bytes
-    return SpeechSpan(
-        first * frame_bytes, end, last_speech * frame_bytes, max(sound_end, last_speech * frame_bytes), pad
-    )
+    return SpeechSpan(first * frame_bytes, end, found.last_speech * frame_bytes, found.sound_end * frame_bytes, pad)
 
 
 class Recognizer:

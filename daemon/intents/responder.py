@@ -28,6 +28,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from daemon.answer.fallback import FallbackGuard
 from daemon.answer.reasons import FallbackReason
 from daemon.answer.responder import Responder
@@ -35,7 +37,15 @@ from daemon.answer.tools import ToolRegistry
 from daemon.answer.voice import LocalVoice, say_or_log
 from daemon.audio.frames import AudioChunk
 from daemon.config.settings import CommandSettings
-from daemon.intents.recognizer import Recognition, Recognizer, RecognizerError, SpeechSpan, speech_span
+from daemon.intents.recognizer import (
+    Recognition,
+    Recognizer,
+    RecognizerError,
+    SpeechSpan,
+    frame_levels_db,
+    quiet_after_sound_ms,
+    speech_span,
+)
 from daemon.intents.spec import CommandBook
 from daemon.observe import events as ev
 from daemon.observe.bus import EventBus
@@ -46,6 +56,8 @@ FAILED = "Sorry, that didn't work."
 LEAD_MS = 450
 """Audio kept before the endpointer's start of speech (it fires ~120 ms in; the rest is margin): what
 came before, the tail of the wake word included, is not part of the command."""
+FRAME_BYTES = 320
+"""10 ms of 16 kHz PCM16: the level frame."""
 PAUSE_MS = 90
 """Quiet after the last sound at which the recognizer starts on the request so far (see the module docstring;
 daemon.intents.recognizer.QUIET_DB says what is quiet)."""
@@ -94,6 +106,8 @@ class CommandResponder:
         self._speech_from = 0
         """Byte offset in the turn's audio where the request's speech (minus LEAD_MS) begins."""
         self._size = 0
+        self._levels: list[np.ndarray] = []
+        """The level of every 10 ms of the turn's audio so far (for the pause, without re-reading it all)."""
         self._speaking = False
         self._cloud_down = False
         self._early: _Early | None = None
@@ -128,6 +142,7 @@ class CommandResponder:
 
     def _new_turn(self, typed: str | None) -> None:
         self._audio.clear()
+        self._levels.clear()
         self._size = 0
         self._speech_from = 0
         self._speaking = False
@@ -138,6 +153,7 @@ class CommandResponder:
 
     def append(self, pcm16k: bytes) -> None:
         self._audio.append(pcm16k)
+        self._levels.append(frame_levels_db(pcm16k))  # capture frames are whole 10 ms frames (30 ms)
         self._size += len(pcm16k)
         if not self._held:
             self.inner.append(pcm16k)
@@ -146,6 +162,7 @@ class CommandResponder:
 
     def discard(self) -> None:
         self._audio.clear()
+        self._levels.clear()
         self._size = 0
         self._speaking = False
         self.inner.discard()
@@ -160,12 +177,15 @@ class CommandResponder:
         )
         if not wanted or not self._recognizer.done() or self._recognizer.exception() is not None:
             return
+        levels = np.concatenate(self._levels)[self._speech_from // FRAME_BYTES :]
+        quiet_ms = quiet_after_sound_ms(levels)
+        if quiet_ms < PAUSE_MS:
+            return  # still speaking (or nothing stands out as speech yet)
+        sound_end = len(levels) * FRAME_BYTES - quiet_ms * 32
+        if early is not None and early.speech_from == self._speech_from and sound_end <= early.cut:
+            return  # this speech is decided already
         audio = b"".join(self._audio)[self._speech_from :]
         span = speech_span(audio)
-        if len(audio) - span.sound_end < PAUSE_MS * 32:
-            return  # still speaking (or nothing stands out as speech yet)
-        if early is not None and self._covers(early, span):
-            return  # this speech is decided already
         decision = self._worker.submit(self._recognizer.result().recognize, audio)
         self._early = _Early(self._speech_from, len(audio), span, decision)
 
