@@ -243,13 +243,8 @@ class Recognizer:
         if len(pcm16k) < 3200:  # under 100 ms: nothing to decode
             return Recognition(None, "", 0.0, 0.0, 0.0, "no audio")
         pcm16k = speech_span(pcm16k).audio(pcm16k)
-        try:
-            self._grammar.submit(pcm16k)
-            self._phones.submit(pcm16k)
-            best = self._grammar.result()
-            phone_score = float(self._phones.result()["score"])
-        except DecoderError as e:
-            raise RecognizerError(str(e)) from e
+        best, phones = self._decode_both(pcm16k)
+        phone_score = float(phones["score"])
         words = [(w, first, last) for w, first, last in best["segs"] if w not in FILLERS]
         text = " ".join(w.split("(", 1)[0] for w, _, _ in words)
         command = self.book.match(text) if text else None
@@ -265,6 +260,27 @@ class Recognizer:
             why = f"score {score:.2f} < commands.min_score {self.min_score:g}"
             return Recognition(None, text, score, confidence, _ms(t0), why)
         return Recognition(command, text, score, confidence, _ms(t0))
+
+    def _decode_both(self, pcm16k: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Both searches on the same audio, side by side. On a failure every submitted request is still read
+        back (or its process restarted), so no stale answer is left for the next request."""
+        error: DecoderError | None = None
+        submitted: list[DecoderProcess] = []
+        for decoder in (self._grammar, self._phones):
+            try:
+                decoder.submit(pcm16k)
+                submitted.append(decoder)
+            except DecoderError as e:
+                error = error or e
+        answers: dict[str, dict[str, Any]] = {}
+        for decoder in submitted:
+            try:
+                answers[decoder.name] = decoder.result()
+            except DecoderError as e:
+                error = error or e
+        if error is not None:
+            raise RecognizerError(str(error)) from error
+        return answers[self._grammar.name], answers[self._phones.name]
 
     @property
     def cpu_s(self) -> float:

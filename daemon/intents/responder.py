@@ -56,6 +56,9 @@ FAILED = "Sorry, that didn't work."
 LEAD_MS = 450
 """Audio kept before the endpointer's start of speech (it fires ~120 ms in; the rest is margin): what
 came before, the tail of the wake word included, is not part of the command."""
+DECIDE_TIMEOUT_S = 5.0
+"""A decision normally takes 0.1–0.3 s; a recognizer stuck this long is left out of the turn (the request then
+goes on as if it were no command: to the cloud, or the apology), so a turn never hangs on it."""
 FRAME_BYTES = 320
 """10 ms of 16 kHz PCM16: the level frame."""
 PAUSE_MS = 90
@@ -230,16 +233,23 @@ class CommandResponder:
         early = self._early
         try:
             if early is not None and self._covers(early, speech_span(audio)):
-                rec = await asyncio.wrap_future(early.decision)
+                decision = early.decision
                 log.debug(
                     "local commands: decided in the pause, %d ms of audio before the end",
                     (len(audio) - early.cut) // 32,
                 )
             else:
-                rec = await asyncio.get_running_loop().run_in_executor(self._worker, recognizer.recognize, audio)
+                decision = self._worker.submit(recognizer.recognize, audio)
+            rec = await asyncio.wait_for(asyncio.wrap_future(decision), DECIDE_TIMEOUT_S)
         except RecognizerError as e:
             log.error("the local command recognizer failed on this request: %s", e)
             rec = Recognition(None, "", 0.0, 0.0, 0.0, f"recognizer failed: {e}")
+        except asyncio.TimeoutError:
+            log.error(
+                "the local command recognizer gave no decision in %.0f s: this request goes on without it",
+                DECIDE_TIMEOUT_S,
+            )
+            rec = Recognition(None, "", 0.0, 0.0, 0.0, "recognizer timed out")
         self._decided = rec
         if rec.command is None:
             log.info("not a local command (%s): %r, score %.2f, %.0f ms", rec.why_not, rec.text, rec.score, rec.ms)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ from daemon.cli.files import check_commands
 from daemon.config import loader
 from daemon.config.settings import ConfigError
 from daemon.intents.grammar import jsgf
-from daemon.intents.recognizer import SPEECH_MARGIN_S, Recognizer, speech_span
+from daemon.intents.recognizer import SPEECH_MARGIN_S, Recognizer, RecognizerError, speech_span
 from daemon.intents.spec import CommandBook
 from tests.intents.household import CONFIG, IN_DOMAIN, OUT_OF_DOMAIN
 from tests.speech import Speech, read_wav
@@ -183,6 +185,26 @@ def test_a_request_ended_soon_after_the_last_word_gets_its_margin_from_the_room(
 def test_silence_is_no_command(recognizer: Recognizer) -> None:
     assert recognizer.recognize(bytes(32000)).command is None
     assert recognizer.recognize(b"").why_not == "no audio"
+
+
+def test_a_decoder_process_that_dies_is_restarted_and_answers_the_next_request_right(speech: Speech) -> None:
+    settings = loader.from_dict(CONFIG)
+    own = Recognizer(CommandBook(settings.commands), settings.commands.min_score)
+    try:
+        text, intent, slots = IN_DOMAIN[0]
+        request = _request(speech.piper(text))
+        for pid in own.pids:  # both searches die (a crash, the OOM killer)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        try:
+            own.recognize(request)  # may fail, naming the search: never a stale or mixed-up answer
+        except RecognizerError as e:
+            assert "process" in str(e)
+        got = own.recognize(request)
+        assert got.command is not None, f"{text!r} heard as {got.text!r} ({got.why_not})"
+        assert (got.command.intent.name, got.command.slots) == (intent, slots)
+    finally:
+        own.close()
 
 
 def test_the_last_command_sensor_follows_home_assistants_schema() -> None:
