@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark on-device command recognition: accuracy on test speech, confusion, CPU, load time, RSS added.
 
-    .venv/bin/python scripts/bench_commands.py [--voices piper en-us ...] [--held-out] [--snr-db 10]
+    .venv/bin/python scripts/bench_commands.py [--voices piper en-us ...] [--held-out] [--snr-db 10] [--noise-seed K]
                                                [--end-silence-s 0.2 | --in-pause] [--min-score X] [--json FILE]
                                                [--e2e N]
 
@@ -108,6 +108,7 @@ def main() -> int:
     ap.add_argument("--voices", nargs="+", default=TEST_VOICES, choices=[*ESPEAK, *PIPER])
     ap.add_argument("--held-out", action="store_true", help="also the held-out voice set (second table)")
     ap.add_argument("--snr-db", type=float, default=10.0)
+    ap.add_argument("--noise-seed", type=int, default=0, help="another draw of the noise (offset of its seeds)")
     ap.add_argument(
         "--end-silence-s", type=float, default=END_SILENCE_S, help="audio after the last sound (0.7: the silence rule)"
     )
@@ -155,7 +156,7 @@ def main() -> int:
         "end_silence_s": end_silence_s,
     }
     for name, voices in sets:
-        rows, timing = run_set(rec, voices, args.snr_db, end_silence_s, args.models)
+        rows, timing = run_set(rec, voices, args.snr_db, end_silence_s, args.models, noise_seed=args.noise_seed)
         for r in rows:
             r["acted"] = r["got"] if r["got"] and r["score"] >= min_score else ""
             r["exact"] = bool(r["want"]) and r["acted"] == r["want"] and r["got_slots"] == r["slots"]
@@ -172,7 +173,7 @@ def main() -> int:
 
 
 def run_set(
-    rec: Any, voices: list[str], snr_db: float, end_silence_s: float | None, models: Path
+    rec: Any, voices: list[str], snr_db: float, end_silence_s: float | None, models: Path, *, noise_seed: int = 0
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every request of the household, by every voice, clean and noisy: what the recognizer made of each."""
     from tests.intents.household import IN_DOMAIN, OUT_OF_DOMAIN
@@ -185,7 +186,7 @@ def run_set(
     for voice in voices:
         for condition, snr in (("clean", None), ("noisy", snr_db)):
             for i, (text, intent, slots) in enumerate([*IN_DOMAIN, *((t, "", {}) for t in OUT_OF_DOMAIN)]):
-                audio = framed(speech(text, voice, models, cache), snr, i, end_silence_s)
+                audio = framed(speech(text, voice, models, cache), snr, noise_seed + i, end_silence_s)
                 c0, p0 = time.process_time(), rec.cpu_s
                 got = rec.recognize(audio)
                 cpu_s += time.process_time() - c0 + rec.cpu_s - p0
