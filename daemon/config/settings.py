@@ -188,6 +188,9 @@ class EndpointSettings(_Section):
     ended by the model, only by speech going on or by turn_max_silence_ms. "none" = the model alone."""
     turn_unfinished_words: list[str] = Field(default_factory=lambda: list(UNFINISHED_WORDS))
     """Words a request cannot end on (lower case, as PocketSphinx's dictionary spells them)."""
+    turn_min_end_probability: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    """With the words: a request is held open, like one on an unfinished word, while the language model's
+    P(end of sentence | the last two words heard) is below this ("the weather we", "the living"); 0 = off."""
 
     @field_validator("turn_unfinished_words")
     @classmethod

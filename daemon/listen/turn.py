@@ -96,7 +96,7 @@ def load_turn_words(settings: EndpointSettings) -> Words | None:
     None; None with one warning when it cannot be loaded. Blocking (~0.3 s): call it in a worker thread."""
     if settings.turn_model == "none" or settings.turn_words == "none":
         return None
-    return load_words(settings.turn_unfinished_words)
+    return load_words(settings.turn_unfinished_words, settings.turn_min_end_probability)
 
 
 class TurnDetector:
@@ -259,6 +259,7 @@ class TurnDetector:
                 heard_until,
                 unfinished_word=word.unfinished if word else None,
                 words_lag_ms=round(word.lag_ms, 1) if word else None,
+                end_probability=round(word.end_probability, 4) if word else None,
             )
         ]
 

@@ -13,9 +13,13 @@ and at a pause the partial hypothesis is read in well under a millisecond. The s
 (no second pass, fewer active HMMs and words per frame): as good as the default search on the test speech
 at half the CPU (see SEARCH; scripts/bench_turn.py prints the real-time factor).
 
-Only a closed list of words counts (`endpoint.turn_unfinished_words`): the recognizer's wrong guesses are
-mostly other words, so a mistake costs a complete request the ceiling's wait, and only when it happens to end
-on a listed word.
+Two signals, either holds the request open:
+- a closed list of words (`endpoint.turn_unfinished_words`): the recognizer's wrong guesses are mostly other
+  words, so a mistake costs a complete request the ceiling's wait only when it happens to end on a listed word;
+- the language model's P(end of sentence | the last two words heard), below `endpoint.turn_min_end_probability`:
+  the same general en-US trigram model the decoder searches with (nothing more is loaded), so "what is the
+  weather we" (a misheard "in") or "set the bedroom" holds, while "ten minutes" or "me too" may end. It covers
+  the recognizer's mistakes that the list cannot, and pauses after a content word ("turn off the living").
 """
 
 from __future__ import annotations
@@ -51,10 +55,13 @@ class LastWord:
     word: str
     """"" when nothing was recognized yet."""
     unfinished: bool
-    """The word is one a request cannot end on (`endpoint.turn_unfinished_words`)."""
+    """The word is one a request cannot end on (`endpoint.turn_unfinished_words`), or a sentence rarely ends
+    on the last two words (`end_probability` below `endpoint.turn_min_end_probability`)."""
     lag_ms: float
     """Wall time from asking to the answer: decoding of queued audio that had not been decoded yet, plus the
     thread hop (~0 when the recognizer keeps up with the microphone)."""
+    end_probability: float = 1.0
+    """The language model's P(</s> | the last two words): how often a sentence ends there (1.0: nothing heard)."""
 
 
 def model_dir() -> Path:
@@ -72,7 +79,7 @@ class Words:
     in the thread, in order.
     """
 
-    def __init__(self, unfinished: frozenset[str]) -> None:
+    def __init__(self, unfinished: frozenset[str], min_end_probability: float = 0.0) -> None:
         try:
             from pocketsphinx import Decoder
         except ImportError as e:  # pragma: no cover - a dependency of hark
@@ -83,6 +90,7 @@ class Words:
         if missing:
             raise WordsError(f"the pocketsphinx wheel lacks {', '.join(missing)}: reinstall it (scripts/install-deps)")
         self.unfinished = unfinished
+        self.min_end_probability = min_end_probability
         start = time.perf_counter()
         try:
             self._decoder: Any = Decoder(
@@ -95,6 +103,8 @@ class Words:
         # model's generic mean instead caught 44 of 72 mid-sentence pauses, not 51, and flagged 3 of 60 complete
         # requests, not 0. forget_channel() goes back to the generic mean (the benchmark does, per configuration).
         self._initial_cmn: str = self._decoder.get_cmn()
+        self._lm: Any = self._decoder.get_lm()  # the decoder's own trigram model: no second copy
+        self._logmath: Any = self._decoder.get_logmath()
         self.load_ms = (time.perf_counter() - start) * 1000
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="hark-turn-words")
         self._in_utterance = False
@@ -179,14 +189,23 @@ class Words:
         hyp = self._decoder.hyp() if self._in_utterance else None
         words = hyp.hypstr.split() if hyp is not None else []
         word = words[-1] if words else ""
-        return LastWord(word, word in self.unfinished, (time.perf_counter() - asked) * 1000)
+        end = self.end_probability(words)
+        unfinished = word in self.unfinished or end < self.min_end_probability
+        return LastWord(word, unfinished, (time.perf_counter() - asked) * 1000, end)
+
+    def end_probability(self, words: list[str]) -> float:
+        """P(</s> | the last two of `words`) by the language model (1.0 for no words). Thread side (the model
+        is the decoder's); the benchmark and tests call it on an idle recognizer."""
+        if not words:
+            return 1.0
+        return float(self._logmath.exp(self._lm.prob(["</s>", *reversed(words[-2:])])))
 
 
-def load_words(unfinished: list[str]) -> Words | None:
+def load_words(unfinished: list[str], min_end_probability: float = 0.0) -> Words | None:
     """The recognizer, loaded and run once (~0.3 s, +~95 MB RSS: the language model), or None with ONE
     warning when it cannot be used: the turn model then decides alone. Blocking: call it in a worker thread."""
     try:
-        words = Words(frozenset(unfinished))
+        words = Words(frozenset(unfinished), min_end_probability)
         words.restart().result()
         words.feed(bytes(3200)).result()
         words.last_word().result()
