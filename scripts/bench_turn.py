@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark the end-of-turn model: CPU per judgement, added memory, and what it answers on test speech.
 
-    .venv/bin/python scripts/bench_turn.py [--reps 50] [--threads 1 2] [--models DIR] [--no-speech]
-        [--thresholds 0.5 0.8] [--distributions] [--daemon-runs 20] [--baseline-runs 6]
+    .venv/bin/python scripts/bench_turn.py [--reps 50] [--threads 1 2] [--models DIR] [--no-speech] [--no-cpu]
+        [--thresholds 0.5 0.8] [--end-probabilities 0.05] [--configs LABEL ...] [--distributions]
+        [--daemon-runs 20] [--baseline-runs 6]
 
 Each thread count is measured in a fresh child process, so its RSS belongs to one session only. "RSS added"
 is resident memory after loading the model and running it once (onnxruntime allocates its arenas on the first
@@ -15,10 +16,12 @@ OpenBLAS) show up there and not in the wall-clock columns.
 Then the acceptance table: complete and hesitant requests (tests/listen/turn_speech.py; Piper and espeak-ng,
 three speeds each) through the daemon's own TurnDetector, per configuration (the model with and without the
 words, and end_silence_ms 300 and 700 without it): how many hesitant requests were cut (the end decided before
-the true end of speech, known from the synthesized audio) and how long after the true end the complete ones
-were decided; then what the word recognizer costs (real-time factor, memory). `--distributions` first prints
-what the model answers at each length of silence, for complete requests and for mid-sentence pauses (why a
-threshold alone cannot separate them). Last, the whole daemon at real-time pace against the test Realtime
+the true end of speech, known from the synthesized audio), at commas (the acceptance set) and paused in fluent
+speech (the same requests, the same pauses: tests/listen/turn_speech.py says why both), and how long after the
+true end the complete ones were decided (`--configs` runs some rows only: two processes can share the rows);
+then what the word recognizer costs (real-time factor, memory). `--distributions` first prints what the model
+answers at each length of silence, for complete requests and for mid-sentence pauses (why a threshold alone
+cannot separate them). Last, the whole daemon at real-time pace against the test Realtime
 server: true end of speech → commit and → first answer sample at the sink (the method of
 scripts/bench_realtime.py, whose `figures` it reuses).
 """
