@@ -240,16 +240,40 @@ async def decide(case: Case, settings: Any, model: Any, words: Any, executor: An
     return Outcome(ended[0].reason, decided_ms, len(judged), [j.inference_ms for j in judged])
 
 
-def configs(thresholds: list[float], end_probabilities: list[float]) -> list[tuple[str, dict[str, Any]]]:
-    """The default first, then the words' variants, the model alone (before the words), then the silence rule
-    without a model."""
-    out: list[tuple[str, dict[str, Any]]] = [("Smart Turn + last word, threshold 0.5 (default)", {})]
-    out += [(f"Smart Turn + last word, threshold {t}", {"turn_threshold": t}) for t in thresholds if t != 0.5]
+def configs(
+    thresholds: list[float], end_probabilities: list[float], unlikely_bars: list[float]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The default first, then the words' variants (the word list alone: before the language model), the model
+    alone (before the words), then the silence rule without a model."""
+    from daemon.config.settings import EndpointSettings
+
+    default = EndpointSettings()
+    e0, b0 = default.turn_min_end_probability, default.turn_unlikely_end_threshold
+    out: list[tuple[str, dict[str, Any]]] = [
+        (f"Smart Turn + last word + P(end | last 2 words) < {e0} raises the bar to {b0} (default)", {})
+    ]
+    word_list = {"turn_min_end_probability": 0.0}
     out += [
-        (f"Smart Turn + last word + P(end | last 2 words) < {e} holds", {"turn_min_end_probability": e})
+        (f"Smart Turn + last word, threshold {t}{' (before)' if t == 0.5 else ''}", {**word_list, "turn_threshold": t})
+        for t in sorted({0.5, *thresholds})
+    ]
+    out += [
+        (
+            f"Smart Turn + last word + P(end | last 2 words) < {e} holds",
+            {"turn_min_end_probability": e, "turn_unlikely_end_threshold": 1.0},
+        )
         for e in end_probabilities
     ]
-    out.append(("Smart Turn + last word, re-ask every 120 ms", {"turn_recheck_ms": 120}))
+    out += [
+        (
+            f"Smart Turn + last word + P(end | last 2 words) < {e} raises the bar to {b}",
+            {"turn_min_end_probability": e, "turn_unlikely_end_threshold": b},
+        )
+        for e in end_probabilities
+        for b in unlikely_bars
+        if (e, b) != (e0, b0)
+    ]
+    out.append(("Smart Turn + last word, re-ask every 120 ms", {**word_list, "turn_recheck_ms": 120}))
     out += [
         (
             f"Smart Turn alone, threshold {t}{' (before)' if t == 0.5 else ''}",
@@ -284,7 +308,13 @@ def share_text(part: int, whole: int) -> str:
 
 
 async def turn_table(
-    cases: list[Case], models: Path, thresholds: list[float], end_probabilities: list[float], only: list[str]
+    cases: list[Case],
+    models: Path,
+    thresholds: list[float],
+    *,
+    end_probabilities: list[float],
+    unlikely_bars: list[float],
+    only: list[str],
 ) -> None:
     """The acceptance table: per configuration, cuts among hesitant requests and the decision delay after
     the true end of the complete ones (counted in samples, so the machine's load does not enter)."""
@@ -322,7 +352,7 @@ async def turn_table(
         "|---|---|---|---|---|---|---|---|---|---|---|"
     )
     cut_lists: list[tuple[str, list[tuple[Case, Outcome]]]] = []
-    for label, overrides in configs(thresholds, end_probabilities):
+    for label, overrides in configs(thresholds, end_probabilities, unlikely_bars):
         if only and not any(o in label for o in only):
             continue
         settings = EndpointSettings(**overrides)
@@ -495,6 +525,9 @@ def main() -> int:
     parser.add_argument(
         "--end-probabilities", type=float, nargs="*", default=[0.05], help="turn_min_end_probability values"
     )
+    parser.add_argument(
+        "--unlikely-bars", type=float, nargs="*", default=[], help="turn_unlikely_end_threshold values (< 1)"
+    )
     parser.add_argument("--configs", nargs="*", default=[], help="only the table rows whose label contains one")
     parser.add_argument("--no-cpu", action="store_true", help="skip the CPU and memory tables")
     parser.add_argument("--daemon-runs", type=int, default=20, help="paced daemon runs with the model (0 = none)")
@@ -548,7 +581,16 @@ def main() -> int:
         cases = corpus(args.models, args.cache)
         if args.distributions:
             asyncio.run(distributions(cases, args.models))
-        asyncio.run(turn_table(cases, args.models, args.thresholds, args.end_probabilities, args.configs))
+        asyncio.run(
+            turn_table(
+                cases,
+                args.models,
+                args.thresholds,
+                end_probabilities=args.end_probabilities,
+                unlikely_bars=args.unlikely_bars,
+                only=args.configs,
+            )
+        )
         if args.daemon_runs or args.baseline_runs:
             asyncio.run(latency_table(cases, args.models, args.cache, args.daemon_runs, args.baseline_runs))
     return 0

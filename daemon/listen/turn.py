@@ -63,6 +63,7 @@ def turn_settings(settings: EndpointSettings) -> TurnSettings:
         turn_recheck_ms=settings.turn_recheck_ms,
         turn_max_silence_ms=settings.turn_max_silence_ms,
         turn_threshold=settings.turn_threshold,
+        turn_unlikely_end_threshold=settings.turn_unlikely_end_threshold,
     )
 
 
@@ -210,7 +211,9 @@ class TurnDetector:
         if judged is None:
             end = self._policy.judged(step, None)
         else:
-            end = self._policy.judged(step, judged.probability, judged.unfinished_word is True)
+            end = self._policy.judged(
+                step, judged.probability, judged.unfinished_word is True, judged.unlikely_end is True
+            )
         if end is not None:
             events.append(self._end("model", start))
         elif judged is None and silence >= self._fallback_samples:
@@ -260,6 +263,7 @@ class TurnDetector:
                 unfinished_word=word.unfinished if word else None,
                 words_lag_ms=round(word.lag_ms, 1) if word else None,
                 end_probability=round(word.end_probability, 4) if word else None,
+                unlikely_end=word.unlikely_end if word else None,
             )
         ]
 

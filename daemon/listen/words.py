@@ -13,13 +13,16 @@ and at a pause the partial hypothesis is read in well under a millisecond. The s
 (no second pass, fewer active HMMs and words per frame): as good as the default search on the test speech
 at half the CPU (see SEARCH; scripts/bench_turn.py prints the real-time factor).
 
-Two signals, either holds the request open:
-- a closed list of words (`endpoint.turn_unfinished_words`): the recognizer's wrong guesses are mostly other
-  words, so a mistake costs a complete request the ceiling's wait only when it happens to end on a listed word;
-- the language model's P(end of sentence | the last two words heard), below `endpoint.turn_min_end_probability`:
-  the same general en-US trigram model the decoder searches with (nothing more is loaded), so "what is the
-  weather we" (a misheard "in") or "set the bedroom" holds, while "ten minutes" or "me too" may end. It covers
-  the recognizer's mistakes that the list cannot, and pauses after a content word ("turn off the living").
+Two signals:
+- a closed list of words (`endpoint.turn_unfinished_words`) holds the request open: the recognizer's wrong
+  guesses are mostly other words, so a mistake costs a complete request the ceiling's wait only when it
+  happens to end on a listed word;
+- optionally, the language model's P(end of sentence | the last two words heard), below
+  `endpoint.turn_min_end_probability` (`unlikely_end`), raises the model's bar (or holds): the same general
+  en-US trigram model the decoder searches with (nothing more is loaded), so "what is the weather we" (a
+  misheard "in") or "start the washing" is an unlikely end, "ten minutes" or "me too" a likely one. It covers
+  some of the recognizer's mistakes and pauses after a content word, which the list cannot; measured in the
+  README, it also holds complete requests whose last words it finds unusual, hence off by default.
 """
 
 from __future__ import annotations
@@ -55,13 +58,15 @@ class LastWord:
     word: str
     """"" when nothing was recognized yet."""
     unfinished: bool
-    """The word is one a request cannot end on (`endpoint.turn_unfinished_words`), or a sentence rarely ends
-    on the last two words (`end_probability` below `endpoint.turn_min_end_probability`)."""
+    """The word is one a request cannot end on (`endpoint.turn_unfinished_words`)."""
     lag_ms: float
     """Wall time from asking to the answer: decoding of queued audio that had not been decoded yet, plus the
     thread hop (~0 when the recognizer keeps up with the microphone)."""
     end_probability: float = 1.0
     """The language model's P(</s> | the last two words): how often a sentence ends there (1.0: nothing heard)."""
+    unlikely_end: bool = False
+    """`end_probability` is below `endpoint.turn_min_end_probability`: the policy holds the request (or asks
+    the model for more: `endpoint.turn_unlikely_end_threshold`)."""
 
 
 def model_dir() -> Path:
@@ -190,8 +195,8 @@ class Words:
         words = hyp.hypstr.split() if hyp is not None else []
         word = words[-1] if words else ""
         end = self.end_probability(words)
-        unfinished = word in self.unfinished or end < self.min_end_probability
-        return LastWord(word, unfinished, (time.perf_counter() - asked) * 1000, end)
+        lag_ms = (time.perf_counter() - asked) * 1000
+        return LastWord(word, word in self.unfinished, lag_ms, end, end < self.min_end_probability)
 
     def end_probability(self, words: list[str]) -> float:
         """P(</s> | the last two of `words`) by the language model (1.0 for no words). Thread side (the model

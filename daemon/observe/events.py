@@ -91,6 +91,8 @@ class TurnJudged(Event):
     """From asking the word recognizer to its answer (~0 when it keeps up with the microphone)."""
     end_probability: float | None = None
     """The language model's P(end of sentence | the last two words heard) (endpoint.turn_min_end_probability)."""
+    unlikely_end: bool | None = None
+    """end_probability is below endpoint.turn_min_end_probability: the bar is turn_unlikely_end_threshold."""
 
 
 @dataclass(frozen=True, slots=True)
