@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark the end-of-turn model: CPU per judgement, added memory, and what it answers on test speech.
 
-    .venv/bin/python scripts/bench_turn.py [--reps 50] [--threads 1 2] [--models DIR] [--no-speech]
-        [--thresholds 0.5 0.8] [--distributions] [--daemon-runs 20] [--baseline-runs 6]
+    .venv/bin/python scripts/bench_turn.py [--reps 50] [--threads 1 2] [--models DIR] [--no-speech] [--no-cpu]
+        [--thresholds 0.5 0.8] [--end-probabilities 0.05] [--configs LABEL ...] [--distributions]
+        [--daemon-runs 20] [--baseline-runs 6]
 
 Each thread count is measured in a fresh child process, so its RSS belongs to one session only. "RSS added"
 is resident memory after loading the model and running it once (onnxruntime allocates its arenas on the first
@@ -15,10 +16,12 @@ OpenBLAS) show up there and not in the wall-clock columns.
 Then the acceptance table: complete and hesitant requests (tests/listen/turn_speech.py; Piper and espeak-ng,
 three speeds each) through the daemon's own TurnDetector, per configuration (the model with and without the
 words, and end_silence_ms 300 and 700 without it): how many hesitant requests were cut (the end decided before
-the true end of speech, known from the synthesized audio) and how long after the true end the complete ones
-were decided; then what the word recognizer costs (real-time factor, memory). `--distributions` first prints
-what the model answers at each length of silence, for complete requests and for mid-sentence pauses (why a
-threshold alone cannot separate them). Last, the whole daemon at real-time pace against the test Realtime
+the true end of speech, known from the synthesized audio), at commas (the acceptance set) and paused in fluent
+speech (the same requests, the same pauses: tests/listen/turn_speech.py says why both), and how long after the
+true end the complete ones were decided (`--configs` runs some rows only: two processes can share the rows);
+then what the word recognizer costs (real-time factor, memory). `--distributions` first prints what the model
+answers at each length of silence, for complete requests and for mid-sentence pauses (why a threshold alone
+cannot separate them). Last, the whole daemon at real-time pace against the test Realtime
 server: true end of speech → commit and → first answer sample at the sink (the method of
 scripts/bench_realtime.py, whose `figures` it reuses).
 """
@@ -137,8 +140,10 @@ SENTENCES = (
     "How long does it take to, drive to, Boston?",
     "Send a message to, my sister.",
 )
-"""Each with its mid-sentence pause(s) as commas: the complete request is the sentence without them, the
-hesitant one is the sentence as synthesized with them, cut at the commas and re-joined with longer pauses."""
+"""Each with its mid-sentence pause(s) as commas: the complete request is the sentence without them; the
+hesitant one is the sentence as synthesized with them, cut at the commas and re-joined with longer pauses (the
+acceptance set); the fluent-cut one is the sentence synthesized without them, the same pauses inserted after
+the same words (tests/listen/turn_speech.py: why both)."""
 AFTER_A_CONTENT_WORD = (
     "Remind me to call, my mother at six.",
     "Set the bedroom, lights to fifty percent.",
@@ -166,7 +171,7 @@ TURN_VOICES: tuple[tuple[str, str, dict[str, Any]], ...] = (
 
 @dataclass(frozen=True)
 class Case:
-    kind: str  # "complete" | "hesitant"
+    kind: str  # "complete" | "hesitant" (paused at commas) | "fluent" (paused in fluent speech)
     extra: bool  # from AFTER_A_CONTENT_WORD (reported in its own columns; the acceptance set is SENTENCES)
     voice: str
     text: str
@@ -180,11 +185,11 @@ class Case:
 
 def corpus(models: Path, cache: Path) -> list[Case]:
     """Complete and hesitant requests for every voice: 0.5 s of room before, 2 s after."""
-    from tests.listen.turn_speech import complete, hesitant
-    from tests.speech import Speech
+    from tests.listen.turn_speech import complete, fluent_hesitant, hesitant, word_boundaries
+    from tests.speech import Speech, read_wav
 
     speech = Speech(cache, models)
-    cases = []
+    cases, fluent = [], []
     for voice, engine, kwargs in TURN_VOICES:
         make = speech.piper if engine == "piper" else lambda t, **kw: speech.espeak(t.lower(), **kw)
         for extra, sentences in ((False, SENTENCES), (True, AFTER_A_CONTENT_WORD)):
@@ -194,7 +199,16 @@ def corpus(models: Path, cache: Path) -> list[Case]:
                 pauses = tuple(PAUSES_S[(i + k) % len(PAUSES_S)] for k in range(text.count(",")))
                 clip = hesitant(make(text, **kwargs), list(pauses))
                 cases.append(Case("hesitant", extra, voice, text, pauses, clip))
-    return cases
+                if extra:
+                    continue  # the fluent version of the acceptance set only (the table is long enough to run)
+                spoken = plain if engine == "piper" else plain.lower()
+                pcm = read_wav(make(plain, **kwargs))[0]
+                after = [k for k, w in enumerate(text.split()) if w.endswith(",")]
+                cuts = word_boundaries(engine, pcm, spoken, after, **kwargs)
+                fluent.append(Case("fluent", extra, voice, text, pauses, fluent_hesitant(pcm, cuts, list(pauses))))
+    # Last: the word recognizer's channel estimate carries from one request to the next, so what it heard
+    # before changes its answers a little; heard after the others, the fluent requests leave them as they were.
+    return cases + fluent
 
 
 @dataclass(frozen=True)
@@ -226,11 +240,40 @@ async def decide(case: Case, settings: Any, model: Any, words: Any, executor: An
     return Outcome(ended[0].reason, decided_ms, len(judged), [j.inference_ms for j in judged])
 
 
-def configs(thresholds: list[float]) -> list[tuple[str, dict[str, Any]]]:
-    """The default first, then the model alone (before the words), then the silence rule without a model."""
-    out: list[tuple[str, dict[str, Any]]] = [("Smart Turn + last word, threshold 0.5 (default)", {})]
-    out += [(f"Smart Turn + last word, threshold {t}", {"turn_threshold": t}) for t in thresholds if t != 0.5]
-    out.append(("Smart Turn + last word, re-ask every 120 ms", {"turn_recheck_ms": 120}))
+def configs(
+    thresholds: list[float], end_probabilities: list[float], unlikely_bars: list[float]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The default first, then the words' variants (the word list alone: before the language model), the model
+    alone (before the words), then the silence rule without a model."""
+    from daemon.config.settings import EndpointSettings
+
+    default = EndpointSettings()
+    e0, b0 = default.turn_min_end_probability, default.turn_unlikely_end_threshold
+    out: list[tuple[str, dict[str, Any]]] = [
+        (f"Smart Turn + last word + P(end | last 2 words) < {e0} raises the bar to {b0} (default)", {})
+    ]
+    word_list = {"turn_min_end_probability": 0.0}
+    out += [
+        (f"Smart Turn + last word, threshold {t}{' (before)' if t == 0.5 else ''}", {**word_list, "turn_threshold": t})
+        for t in sorted({0.5, *thresholds})
+    ]
+    out += [
+        (
+            f"Smart Turn + last word + P(end | last 2 words) < {e} holds",
+            {"turn_min_end_probability": e, "turn_unlikely_end_threshold": 1.0},
+        )
+        for e in end_probabilities
+    ]
+    out += [
+        (
+            f"Smart Turn + last word + P(end | last 2 words) < {e} raises the bar to {b}",
+            {"turn_min_end_probability": e, "turn_unlikely_end_threshold": b},
+        )
+        for e in end_probabilities
+        for b in unlikely_bars
+        if (e, b) != (e0, b0)
+    ]
+    out.append(("Smart Turn + last word, re-ask every 120 ms", {**word_list, "turn_recheck_ms": 120}))
     out += [
         (
             f"Smart Turn alone, threshold {t}{' (before)' if t == 0.5 else ''}",
@@ -254,16 +297,25 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def cut_of(cases: list[Case], outcomes: list[Outcome]) -> list[tuple[Case, Outcome]]:
-    """The hesitant requests whose end was decided before their true end of speech."""
-    return [(c, o) for c, o in zip(cases, outcomes, strict=True) if c.kind == "hesitant" and o.decided_ms < 0]
+def cut_of(cases: list[Case], outcomes: list[Outcome], kind: str = "hesitant") -> list[tuple[Case, Outcome]]:
+    """The paused requests of this kind ("hesitant": at commas, "fluent") whose end was decided before their
+    true end of speech."""
+    return [(c, o) for c, o in zip(cases, outcomes, strict=True) if c.kind == kind and o.decided_ms < 0]
 
 
 def share_text(part: int, whole: int) -> str:
     return f"{part}/{whole} ({100 * part / whole:.0f} %)"
 
 
-async def turn_table(cases: list[Case], models: Path, thresholds: list[float]) -> None:
+async def turn_table(
+    cases: list[Case],
+    models: Path,
+    thresholds: list[float],
+    *,
+    end_probabilities: list[float],
+    unlikely_bars: list[float],
+    only: list[str],
+) -> None:
     """The acceptance table: per configuration, cuts among hesitant requests and the decision delay after
     the true end of the complete ones (counted in samples, so the machine's load does not enter)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -283,32 +335,40 @@ async def turn_table(cases: list[Case], models: Path, thresholds: list[float]) -
     extra = [c for c in cases if c.extra]
     n_complete = sum(c.kind == "complete" for c in main)
     n_hesitant = sum(c.kind == "hesitant" for c in main)
+    n_fluent = sum(c.kind == "fluent" for c in main)
     voices = sorted({c.voice for c in cases}, key=[v[0] for v in TURN_VOICES].index)
     print(
         f"\nEnd of turn on {n_complete} complete and {n_hesitant} hesitant requests ({len(voices)} voices; pauses "
-        f"{', '.join(f'{p * 1000:.0f}' for p in PAUSES_S)} ms, after a function word: the acceptance set), and on "
+        f"{', '.join(f'{p * 1000:.0f}' for p in PAUSES_S)} ms, after a function word: the acceptance set, paused "
+        f"at commas), the same {n_fluent} paused in fluent speech (fluent cut), and on "
         f"the extra set of {sum(c.kind == 'hesitant' for c in extra)} requests paused after a content word and "
         "their complete versions. 'decided' = input sample of the decision − true end of speech (from the "
         "synthesized audio), in ms; the wall-clock commit adds the judgement time."
     )
     print(
-        "| configuration | hesitant cut | cut per voice | complete: decided median | p90 | ended by model | "
-        "extra set: hesitant cut | extra set: complete decided median (p90) | judgements per request | "
-        "inference ms median (p90) |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| configuration | hesitant cut (commas) | fluent cut | cut per voice (commas; fluent) | "
+        "complete: decided median | p90 | ended by model | extra set: hesitant cut | "
+        "extra set: complete decided median (p90) | judgements per request | inference ms median (p90) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
     )
     cut_lists: list[tuple[str, list[tuple[Case, Outcome]]]] = []
-    for label, overrides in configs(thresholds):
+    for label, overrides in configs(thresholds, end_probabilities, unlikely_bars):
+        if only and not any(o in label for o in only):
+            continue
         settings = EndpointSettings(**overrides)
         model = loaded if settings.turn_model == "smart-turn" else None
         heard = words if settings.turn_words == "pocketsphinx" else None
         if heard is not None:
+            heard.min_end_probability = settings.turn_min_end_probability
             heard.forget_channel()  # every configuration hears the requests from the same starting point
         outcomes = [await decide(c, settings, model, heard, executor) for c in cases]
         by_case = dict(zip((id(c) for c in cases), outcomes, strict=True))
         out_main = [by_case[id(c)] for c in main]
         out_extra = [by_case[id(c)] for c in extra]
         cut, cut_extra = cut_of(main, out_main), cut_of(extra, out_extra)
+        cut_fluent = cut_of(main, out_main, "fluent")
         per_voice = " ".join(f"{sum(1 for c, _ in cut if c.voice == v)}" for v in voices)
+        per_voice += "; " + " ".join(f"{sum(1 for c, _ in cut_fluent if c.voice == v)}" for v in voices)
         delays = [o.decided_ms for c, o in zip(main, out_main, strict=True) if c.kind == "complete"]
         by_model = sum(1 for c, o in zip(main, out_main, strict=True) if c.kind == "complete" and o.reason == "model")
         extra_delays = [o.decided_ms for c, o in zip(extra, out_extra, strict=True) if c.kind == "complete"]
@@ -316,20 +376,21 @@ async def turn_table(cases: list[Case], models: Path, thresholds: list[float]) -
         inference = [ms for o in outcomes for ms in o.inference_ms]
         inf = f"{statistics.median(inference):.0f} ({pct(inference, 0.9):.0f})" if inference else "–"
         print(
-            f"| {label} | {share_text(len(cut), n_hesitant)} | {per_voice} | {statistics.median(delays):.0f} | "
+            f"| {label} | {share_text(len(cut), n_hesitant)} | {share_text(len(cut_fluent), n_fluent)} | {per_voice} | "
+            f"{statistics.median(delays):.0f} | "
             f"{pct(delays, 0.9):.0f} | {by_model}/{n_complete} | "
             f"{share_text(len(cut_extra), len(extra_delays))} | "
             f"{statistics.median(extra_delays):.0f} ({pct(extra_delays, 0.9):.0f}) | "
             f"{statistics.mean(judgements):.1f} | {inf} |"
         )
         if settings.turn_model != "none":
-            cut_lists.append((label, cut + cut_extra))
+            cut_lists.append((label, cut + cut_fluent + cut_extra))
     print(f"(cut per voice: {', '.join(voices)})")
     for label, cut in cut_lists[:1] + [x for x in cut_lists if "(before)" in x[0]]:
         print(f"\ncut by '{label}': {len(cut)}")
         for c, o in cut:
             print(
-                f"  {'extra ' if c.extra else ''}{c.voice} {c.text!r} pauses {c.pauses_s} s: decided "
+                f"  {'extra ' if c.extra else ''}{c.kind} {c.voice} {c.text!r} pauses {c.pauses_s} s: decided "
                 f"{-o.decided_ms:.0f} ms before the end"
             )
     if words is not None:
@@ -349,19 +410,25 @@ async def distributions(cases: list[Case], models: Path) -> None:
 
     model = SmartTurn(models / MODEL)
     silences_ms = (0, 90, 150, 210, 270, 330, 390, 510, 600, 800, 1000)
-    rows: dict[str, dict[int, list[float]]] = {"complete, at the end": {}, "hesitant, in a mid-sentence pause": {}}
+    rows: dict[str, dict[int, list[float]]] = {
+        "complete, at the end": {},
+        "hesitant, in a mid-sentence pause": {},
+        "fluent cut, in a mid-sentence pause": {},
+    }
     for case in (c for c in cases if not c.extra):
         spans = case.clip.spans
         ends = [(spans[-1].end, 10**9)] if case.kind == "complete" else [
             (spans[i].end, spans[i + 1].start - spans[i].end) for i in range(len(spans) - 1)
         ]  # fmt: skip
-        key = "complete, at the end" if case.kind == "complete" else "hesitant, in a mid-sentence pause"
+        key = {"complete": "complete, at the end", "hesitant": "hesitant, in a mid-sentence pause"}.get(
+            case.kind, "fluent cut, in a mid-sentence pause"
+        )
         for end, pause in ends:
             for ms in silences_ms:
                 if ms * 16 < pause:
                     rows[key].setdefault(ms, []).append(model.predict(case.clip.pcm[: end + ms * 16]))
     print("\nSmart Turn's p(finished) after each silence: p10 / median / p90, and the share above 0.5 and 0.95")
-    print("| silence ms | " + " | ".join(rows) + " |\n|---|---|---|")
+    print("| silence ms | " + " | ".join(rows) + " |\n|---|---|---|---|")
     for ms in silences_ms:
         cells = []
         for per_silence in rows.values():
@@ -455,6 +522,14 @@ def main() -> int:
     parser.add_argument("--models", type=Path, default=ROOT / "models")
     parser.add_argument("--no-speech", action="store_true", help="only the CPU and memory table")
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.5], help="turn_threshold values to compare")
+    parser.add_argument(
+        "--end-probabilities", type=float, nargs="*", default=[0.05], help="turn_min_end_probability values"
+    )
+    parser.add_argument(
+        "--unlikely-bars", type=float, nargs="*", default=[], help="turn_unlikely_end_threshold values (< 1)"
+    )
+    parser.add_argument("--configs", nargs="*", default=[], help="only the table rows whose label contains one")
+    parser.add_argument("--no-cpu", action="store_true", help="skip the CPU and memory tables")
     parser.add_argument("--daemon-runs", type=int, default=20, help="paced daemon runs with the model (0 = none)")
     parser.add_argument("--baseline-runs", type=int, default=6, help="paced daemon runs with turn_model = none")
     parser.add_argument("--only-daemon", action="store_true", help="only the paced daemon runs")
@@ -482,30 +557,40 @@ def main() -> int:
             )
         )
         return 0
-    print(f"Smart Turn v3.2 CPU, {args.reps} judgements of 8 s of audio each (median; p90 for inference)")
-    print(
-        f"{'threads':>7} {'load ms':>8} {'RSS added MB':>12} {'features ms':>11} {'inference ms':>12} "
-        f"{'p90 ms':>7} {'CPU ms':>7}"
-    )
-    for row in cpu_table(model_path, args.threads, args.reps):
+    if not args.no_cpu:
+        print(f"Smart Turn v3.2 CPU, {args.reps} judgements of 8 s of audio each (median; p90 for inference)")
         print(
-            f"{row['threads']:>7} {row['load_ms']:>8.0f} {row['rss_added_mb']:>12.1f} {row['features_ms']:>11.1f} "
-            f"{row['inference_ms']:>12.1f} {row['inference_p90_ms']:>7.1f} {row['cpu_ms']:>7.1f}"
+            f"{'threads':>7} {'load ms':>8} {'RSS added MB':>12} {'features ms':>11} {'inference ms':>12} "
+            f"{'p90 ms':>7} {'CPU ms':>7}"
         )
-    cmd = [sys.executable, __file__, "--child-words"]
-    row = json.loads(
-        subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600).stdout.splitlines()[-1]
-    )
-    print(
-        f"word recognizer (turn_words = pocketsphinx): load {row['load_ms']:.0f} ms, RSS added "
-        f"{row['rss_added_mb']:.1f} MB, {row['rtf']:.3f} × real time on 8 s of noise"
-    )
+        for row in cpu_table(model_path, args.threads, args.reps):
+            print(
+                f"{row['threads']:>7} {row['load_ms']:>8.0f} {row['rss_added_mb']:>12.1f} {row['features_ms']:>11.1f} "
+                f"{row['inference_ms']:>12.1f} {row['inference_p90_ms']:>7.1f} {row['cpu_ms']:>7.1f}"
+            )
+        cmd = [sys.executable, __file__, "--child-words"]
+        row = json.loads(
+            subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600).stdout.splitlines()[-1]
+        )
+        print(
+            f"word recognizer (turn_words = pocketsphinx): load {row['load_ms']:.0f} ms, RSS added "
+            f"{row['rss_added_mb']:.1f} MB, {row['rtf']:.3f} × real time on 8 s of noise"
+        )
     if not args.no_speech:
         args.cache.mkdir(parents=True, exist_ok=True)
         cases = corpus(args.models, args.cache)
         if args.distributions:
             asyncio.run(distributions(cases, args.models))
-        asyncio.run(turn_table(cases, args.models, args.thresholds))
+        asyncio.run(
+            turn_table(
+                cases,
+                args.models,
+                args.thresholds,
+                end_probabilities=args.end_probabilities,
+                unlikely_bars=args.unlikely_bars,
+                only=args.configs,
+            )
+        )
         if args.daemon_runs or args.baseline_runs:
             asyncio.run(latency_table(cases, args.models, args.cache, args.daemon_runs, args.baseline_runs))
     return 0

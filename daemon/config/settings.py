@@ -188,6 +188,11 @@ class EndpointSettings(_Section):
     ended by the model, only by speech going on or by turn_max_silence_ms. "none" = the model alone."""
     turn_unfinished_words: list[str] = Field(default_factory=lambda: list(UNFINISHED_WORDS))
     """Words a request cannot end on (lower case, as PocketSphinx's dictionary spells them)."""
+    turn_min_end_probability: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    """With the words: while the language model's P(end of sentence | the last two words heard) is below this
+    ("the weather we", "the living"), the model's bar is turn_unlikely_end_threshold; 0 = off."""
+    turn_unlikely_end_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.95
+    """The bar for such a request (used when above turn_threshold); 1.0 = held, like an unfinished word."""
 
     @field_validator("turn_unfinished_words")
     @classmethod

@@ -220,6 +220,9 @@ class TurnSettings:
     """The ceiling: this much silence ends the turn whatever the model says."""
     turn_threshold: float = 0.5
     """A probability above this is "complete" (0.5 is the model's own decision boundary)."""
+    turn_unlikely_end_threshold: float = 0.95
+    """The bar instead, when the words say the request so far is an unlikely sentence end (daemon.listen.words:
+    P(end | last two words) below endpoint.turn_min_end_probability); 1.0 = held like an unfinished word."""
 
     def __post_init__(self) -> None:
         if not 0 < self.turn_min_silence_ms <= self.turn_max_silence_ms:
@@ -231,6 +234,8 @@ class TurnSettings:
             raise ValueError(f"turn_recheck_ms = {self.turn_recheck_ms} must be >= 0 (0 = ask once per pause)")
         if not 0.0 <= self.turn_threshold < 1.0:
             raise ValueError(f"turn_threshold = {self.turn_threshold} must be in [0, 1)")
+        if not 0.0 <= self.turn_unlikely_end_threshold <= 1.0:
+            raise ValueError(f"turn_unlikely_end_threshold = {self.turn_unlikely_end_threshold} must be in [0, 1]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,10 +294,13 @@ class TurnPolicy:
             return self._pending
         return None
 
-    def judged(self, ask: TurnAsk, probability: float | None, unfinished_word: bool = False) -> TurnEnd | None:
+    def judged(
+        self, ask: TurnAsk, probability: float | None, unfinished_word: bool = False, unlikely_end: bool = False
+    ) -> TurnEnd | None:
         """The model's answer to `ask` (None: it failed, keep listening). "Complete" ends the turn at once,
         unless the request so far ends on a word no request ends on (`unfinished_word`, from daemon.listen.words):
-        then the answer counts as "unfinished", whatever the tone."""
+        then the answer counts as "unfinished", whatever the tone. Where its last words rarely end a sentence
+        (`unlikely_end`) the bar is turn_unlikely_end_threshold instead (if higher)."""
         if self._pending is None or ask != self._pending:
             log.debug("stale turn judgement %.3f ignored (speech resumed after it was asked)", probability or 0.0)
             return None
@@ -301,6 +309,9 @@ class TurnPolicy:
         if probability is None:
             return None
         self._last_probability = probability
-        if probability > self.settings.turn_threshold and not unfinished_word:
+        bar = self.settings.turn_threshold
+        if unlikely_end:
+            bar = max(bar, self.settings.turn_unlikely_end_threshold)
+        if probability > bar and not unfinished_word:
             return TurnEnd("model", ask.silence_samples, probability)
         return None

@@ -63,6 +63,7 @@ def turn_settings(settings: EndpointSettings) -> TurnSettings:
         turn_recheck_ms=settings.turn_recheck_ms,
         turn_max_silence_ms=settings.turn_max_silence_ms,
         turn_threshold=settings.turn_threshold,
+        turn_unlikely_end_threshold=settings.turn_unlikely_end_threshold,
     )
 
 
@@ -96,7 +97,7 @@ def load_turn_words(settings: EndpointSettings) -> Words | None:
     None; None with one warning when it cannot be loaded. Blocking (~0.3 s): call it in a worker thread."""
     if settings.turn_model == "none" or settings.turn_words == "none":
         return None
-    return load_words(settings.turn_unfinished_words)
+    return load_words(settings.turn_unfinished_words, settings.turn_min_end_probability)
 
 
 class TurnDetector:
@@ -210,7 +211,9 @@ class TurnDetector:
         if judged is None:
             end = self._policy.judged(step, None)
         else:
-            end = self._policy.judged(step, judged.probability, judged.unfinished_word is True)
+            end = self._policy.judged(
+                step, judged.probability, judged.unfinished_word is True, judged.unlikely_end is True
+            )
         if end is not None:
             events.append(self._end("model", start))
         elif judged is None and silence >= self._fallback_samples:
@@ -259,6 +262,8 @@ class TurnDetector:
                 heard_until,
                 unfinished_word=word.unfinished if word else None,
                 words_lag_ms=round(word.lag_ms, 1) if word else None,
+                end_probability=round(word.end_probability, 4) if word else None,
+                unlikely_end=word.unlikely_end if word else None,
             )
         ]
 

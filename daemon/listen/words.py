@@ -13,9 +13,16 @@ and at a pause the partial hypothesis is read in well under a millisecond. The s
 (no second pass, fewer active HMMs and words per frame): as good as the default search on the test speech
 at half the CPU (see SEARCH; scripts/bench_turn.py prints the real-time factor).
 
-Only a closed list of words counts (`endpoint.turn_unfinished_words`): the recognizer's wrong guesses are
-mostly other words, so a mistake costs a complete request the ceiling's wait, and only when it happens to end
-on a listed word.
+Two signals:
+- a closed list of words (`endpoint.turn_unfinished_words`) holds the request open: the recognizer's wrong
+  guesses are mostly other words, so a mistake costs a complete request the ceiling's wait only when it
+  happens to end on a listed word;
+- optionally, the language model's P(end of sentence | the last two words heard), below
+  `endpoint.turn_min_end_probability` (`unlikely_end`), raises the model's bar (or holds): the same general
+  en-US trigram model the decoder searches with (nothing more is loaded), so "what is the weather we" (a
+  misheard "in") or "start the washing" is an unlikely end, "ten minutes" or "me too" a likely one. It covers
+  some of the recognizer's mistakes and pauses after a content word, which the list cannot; measured in the
+  README, it also holds complete requests whose last words it finds unusual, hence off by default.
 """
 
 from __future__ import annotations
@@ -55,6 +62,11 @@ class LastWord:
     lag_ms: float
     """Wall time from asking to the answer: decoding of queued audio that had not been decoded yet, plus the
     thread hop (~0 when the recognizer keeps up with the microphone)."""
+    end_probability: float = 1.0
+    """The language model's P(</s> | the last two words): how often a sentence ends there (1.0: nothing heard)."""
+    unlikely_end: bool = False
+    """`end_probability` is below `endpoint.turn_min_end_probability`: the policy holds the request (or asks
+    the model for more: `endpoint.turn_unlikely_end_threshold`)."""
 
 
 def model_dir() -> Path:
@@ -72,7 +84,7 @@ class Words:
     in the thread, in order.
     """
 
-    def __init__(self, unfinished: frozenset[str]) -> None:
+    def __init__(self, unfinished: frozenset[str], min_end_probability: float = 0.0) -> None:
         try:
             from pocketsphinx import Decoder
         except ImportError as e:  # pragma: no cover - a dependency of hark
@@ -83,6 +95,7 @@ class Words:
         if missing:
             raise WordsError(f"the pocketsphinx wheel lacks {', '.join(missing)}: reinstall it (scripts/install-deps)")
         self.unfinished = unfinished
+        self.min_end_probability = min_end_probability
         start = time.perf_counter()
         try:
             self._decoder: Any = Decoder(
@@ -95,6 +108,8 @@ class Words:
         # model's generic mean instead caught 44 of 72 mid-sentence pauses, not 51, and flagged 3 of 60 complete
         # requests, not 0. forget_channel() goes back to the generic mean (the benchmark does, per configuration).
         self._initial_cmn: str = self._decoder.get_cmn()
+        self._lm: Any = self._decoder.get_lm()  # the decoder's own trigram model: no second copy
+        self._logmath: Any = self._decoder.get_logmath()
         self.load_ms = (time.perf_counter() - start) * 1000
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="hark-turn-words")
         self._in_utterance = False
@@ -179,14 +194,23 @@ class Words:
         hyp = self._decoder.hyp() if self._in_utterance else None
         words = hyp.hypstr.split() if hyp is not None else []
         word = words[-1] if words else ""
-        return LastWord(word, word in self.unfinished, (time.perf_counter() - asked) * 1000)
+        end = self.end_probability(words)
+        lag_ms = (time.perf_counter() - asked) * 1000
+        return LastWord(word, word in self.unfinished, lag_ms, end, end < self.min_end_probability)
+
+    def end_probability(self, words: list[str]) -> float:
+        """P(</s> | the last two of `words`) by the language model (1.0 for no words). Thread side (the model
+        is the decoder's); the benchmark and tests call it on an idle recognizer."""
+        if not words:
+            return 1.0
+        return float(self._logmath.exp(self._lm.prob(["</s>", *reversed(words[-2:])])))
 
 
-def load_words(unfinished: list[str]) -> Words | None:
+def load_words(unfinished: list[str], min_end_probability: float = 0.0) -> Words | None:
     """The recognizer, loaded and run once (~0.3 s, +~95 MB RSS: the language model), or None with ONE
     warning when it cannot be used: the turn model then decides alone. Blocking: call it in a worker thread."""
     try:
-        words = Words(frozenset(unfinished))
+        words = Words(frozenset(unfinished), min_end_probability)
         words.restart().result()
         words.feed(bytes(3200)).result()
         words.last_word().result()

@@ -89,6 +89,10 @@ class TurnJudged(Event):
     "finished" does not end it. None: the words were not consulted (turn_words = "none", or they failed)."""
     words_lag_ms: float | None = None
     """From asking the word recognizer to its answer (~0 when it keeps up with the microphone)."""
+    end_probability: float | None = None
+    """The language model's P(end of sentence | the last two words heard) (endpoint.turn_min_end_probability)."""
+    unlikely_end: bool | None = None
+    """end_probability is below endpoint.turn_min_end_probability: the bar is turn_unlikely_end_threshold."""
 
 
 @dataclass(frozen=True, slots=True)

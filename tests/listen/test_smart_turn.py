@@ -264,3 +264,22 @@ def test_policy_threshold_is_exclusive_and_settings_are_checked() -> None:
         TurnSettings(turn_recheck_ms=-1)
     with pytest.raises(ValueError, match="turn_threshold = 1.5"):
         TurnSettings(turn_threshold=1.5)
+
+
+def test_an_unlikely_sentence_end_raises_the_bar_or_holds() -> None:
+    """Words that rarely end a sentence (the language model's P(end) below turn_min_end_probability): the
+    model must be surer (turn_unlikely_end_threshold: 0.95 by default), and at 1.0 nothing it says ends it."""
+    raised = TurnPolicy(TurnSettings())
+    ask = raised.silence(200 * MS)
+    assert isinstance(ask, TurnAsk) and raised.judged(ask, 0.9, unlikely_end=True) is None
+    raised.speech()
+    ask = raised.silence(200 * MS)
+    assert isinstance(ask, TurnAsk) and raised.judged(ask, 0.96, unlikely_end=True) is not None
+    held = TurnPolicy(TurnSettings(turn_unlikely_end_threshold=1.0))
+    ask = held.silence(200 * MS)
+    assert isinstance(ask, TurnAsk) and held.judged(ask, 1.0, unlikely_end=True) is None
+    lower = TurnPolicy(TurnSettings(turn_threshold=0.8, turn_unlikely_end_threshold=0.3))
+    ask = lower.silence(200 * MS)
+    assert isinstance(ask, TurnAsk) and lower.judged(ask, 0.5, unlikely_end=True) is None, "never below turn_threshold"
+    with pytest.raises(ValueError, match="turn_unlikely_end_threshold = 1.5"):
+        TurnSettings(turn_unlikely_end_threshold=1.5)
