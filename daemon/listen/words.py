@@ -8,8 +8,10 @@ This is the signal LiveKit's turn detector takes from a transcript; here it come
 en-US acoustic model, dictionary and general language model that its wheel carries (nothing is downloaded).
 
 Streaming, so the answer is ready when the pause is: every frame of the request is decoded as it arrives, in
-this module's own thread (the decoder is not thread-safe; PocketSphinx releases the GIL while it decodes),
-and at a pause the partial hypothesis is read in well under a millisecond. The search is narrowed for speed
+this module's own thread (the decoder is not thread-safe). PocketSphinx holds the GIL while it decodes
+(measured: daemon.intents.decoders), so each frame's decode can hold up the event loop for its own time:
+2–6 ms per 30 ms frame at the real-time factor bench_turn.py prints (0.08–0.19), short beside the frame.
+At a pause the partial hypothesis is read in well under a millisecond. The search is narrowed for speed
 (no second pass, fewer active HMMs and words per frame): as good as the default search on the test speech
 at half the CPU (see SEARCH; scripts/bench_turn.py prints the real-time factor).
 
