@@ -11,7 +11,7 @@ import platform
 import sys
 
 from daemon.cli.files import file_problems
-from daemon.config.models import missing_models, turn_model_path
+from daemon.config.models import POCKETSPHINX_FILES, missing_models, pocketsphinx_model_dir, turn_model_path
 from daemon.config.settings import EX_CONFIG, Secrets, Settings
 
 OK, FAIL, WARN = "✓", "✗", "!"
@@ -139,13 +139,11 @@ def turn_words_problem(settings: Settings) -> str | None:
     """For `hark check`: why the word recognizer (endpoint.turn_words) cannot be used, None if it can."""
     if settings.endpoint.turn_model == "none" or settings.endpoint.turn_words == "none":
         return None
-    from daemon.listen.words import model_dir
-
     try:
-        model = model_dir()
+        model = pocketsphinx_model_dir()
     except ImportError as e:
         return f"endpoint.turn_words: pocketsphinx is not installed ({e}): run scripts/install-deps"
-    missing = [p for p in ("en-us", "cmudict-en-us.dict", "en-us.lm.bin") if not (model / p).exists()]
+    missing = [p for p in POCKETSPHINX_FILES if not (model / p).exists()]
     if missing:
         return (
             f"endpoint.turn_words: the pocketsphinx wheel lacks {', '.join(missing)} in {model}: reinstall it "

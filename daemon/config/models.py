@@ -6,6 +6,8 @@ so a missing or misnamed model always produces the same actionable message ("run
     <models>/openwakeword/<name>_v0.1.onnx, melspectrogram.onnx, embedding_model.onnx
     <models>/piper/<voice>.onnx + <voice>.onnx.json
     <models>/smart-turn/smart-turn-v3.2-cpu.onnx
+
+PocketSphinx's en-US model is not fetched: it ships inside the pocketsphinx wheel (`pocketsphinx_model_dir`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,17 @@ PIPER_DIR = "piper"
 BUILTIN_WAKE_VERSION = "v0.1"
 FETCH_HINT = "run scripts/fetch-models"
 DEFAULT_VOICE = "en_US-joe-medium"
+
+
+POCKETSPHINX_FILES = ("en-us", "cmudict-en-us.dict", "en-us.lm.bin")
+"""The acoustic model, the dictionary and the general language model in `pocketsphinx_model_dir()`."""
+
+
+def pocketsphinx_model_dir() -> Path:
+    """The en-US model folder inside the pocketsphinx wheel (ImportError when pocketsphinx is not installed)."""
+    from pocketsphinx import get_model_path
+
+    return Path(get_model_path()) / "en-us"
 
 
 class ModelError(Exception):

@@ -38,11 +38,11 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from daemon.config.models import pocketsphinx_model_dir
 from daemon.intents.decoders import DecoderError, DecoderProcess
 from daemon.intents.grammar import jsgf, vocabulary
 from daemon.intents.spec import Command, CommandBook
@@ -86,18 +86,11 @@ class Recognition:
     why_not: str = ""
 
 
-def model_dir() -> Path:
-    """The acoustic model and dictionary inside the pocketsphinx wheel."""
-    from pocketsphinx import get_model_path
-
-    return Path(get_model_path()) / "en-us"
-
-
 @functools.cache
 def dictionary_words() -> frozenset[str]:
     """Every word the wheel's CMU dictionary can pronounce (alternates like `the(2)` folded)."""
     words: set[str] = set()
-    with open(model_dir() / "cmudict-en-us.dict", encoding="utf-8") as f:
+    with open(pocketsphinx_model_dir() / "cmudict-en-us.dict", encoding="utf-8") as f:
         for line in f:
             word = line.split(" ", 1)[0]
             words.add(word.split("(", 1)[0])
@@ -207,7 +200,7 @@ class Recognizer:
                 f"the recognizer's dictionary has no pronunciation for: {', '.join(unknown)}; "
                 "spell numbers as words and use dictionary words in [commands] sentences and lists"
             )
-        model = model_dir()
+        model = pocketsphinx_model_dir()
         # batch CMN: the whole (trimmed) request is decoded at once, so its own mean normalizes it (live CMN
         # starts from a generic estimate and loses the first words of short commands); compallsen: see above
         common: dict[str, Any] = {

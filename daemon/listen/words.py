@@ -23,8 +23,9 @@ Two signals:
   `endpoint.turn_min_end_probability` (`unlikely_end`), raises the model's bar (or holds): the same general
   en-US trigram model the decoder searches with (nothing more is loaded), so "what is the weather we" (a
   misheard "in") or "start the washing" is an unlikely end, "ten minutes" or "me too" a likely one. It covers
-  some of the recognizer's mistakes and pauses after a content word, which the list cannot; measured in the
-  README, it also holds complete requests whose last words it finds unusual, hence off by default.
+  some of the recognizer's mistakes and pauses after a content word, which the list cannot. Holding outright
+  on it also held complete requests whose last words it finds unusual (README), so by default it only raises
+  the model's bar (`endpoint.turn_unlikely_end_threshold`); `turn_min_end_probability = 0` turns it off.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
+
+from daemon.config.models import POCKETSPHINX_FILES, pocketsphinx_model_dir
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,13 +73,6 @@ class LastWord:
     the model for more: `endpoint.turn_unlikely_end_threshold`)."""
 
 
-def model_dir() -> Path:
-    """The en-US acoustic model, dictionary and language model inside the pocketsphinx wheel."""
-    from pocketsphinx import get_model_path
-
-    return Path(get_model_path()) / "en-us"
-
-
 class Words:
     """A streaming PocketSphinx decoder over the request so far, owned by one worker thread.
 
@@ -91,8 +86,8 @@ class Words:
             from pocketsphinx import Decoder
         except ImportError as e:  # pragma: no cover - a dependency of hark
             raise WordsError(f"pocketsphinx is not installed ({e}); run scripts/install-deps") from e
-        model = model_dir()
-        files = (model / "en-us", model / "cmudict-en-us.dict", model / "en-us.lm.bin")
+        model = pocketsphinx_model_dir()
+        files = tuple(model / name for name in POCKETSPHINX_FILES)
         missing = [str(p) for p in files if not p.exists()]
         if missing:
             raise WordsError(f"the pocketsphinx wheel lacks {', '.join(missing)}: reinstall it (scripts/install-deps)")

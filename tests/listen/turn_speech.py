@@ -76,9 +76,9 @@ def aligned_word_ends(pcm: np.ndarray, text: str) -> list[int]:
     the Piper voice; on espeak-ng it often loses words, hence `espeak_word_starts`."""
     from pocketsphinx import Decoder
 
-    from daemon.listen.words import model_dir
+    from daemon.config.models import pocketsphinx_model_dir
 
-    model = model_dir()
+    model = pocketsphinx_model_dir()
     decoder = Decoder(hmm=str(model / "en-us"), dict=str(model / "cmudict-en-us.dict"), loglevel="FATAL")
     spoken = spoken_words(text)
     decoder.set_align_text(" ".join(spoken))
