@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import logging
 import math
 import threading
 from collections import deque
@@ -27,6 +28,9 @@ from websockets.http11 import Request, Response
 from tests.realtime_conn import Session
 
 RATE_HZ = 24_000
+# The server's own log: a client that gives up mid-handshake (a connect cancelled by Stop or Mute) is
+# logged here with a traceback, and tests that check the daemon logged no traceback leave it out.
+SERVER_LOG = logging.getLogger("tests.realtime_server")
 BYTES_PER_MS = 48
 
 
@@ -135,7 +139,13 @@ class RealtimeTestServer:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._server = await serve(
-            self._handle, host, port, process_request=self._check_handshake, max_size=None, compression=None
+            self._handle,
+            host,
+            port,
+            process_request=self._check_handshake,
+            max_size=None,
+            compression=None,
+            logger=SERVER_LOG,
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
 
