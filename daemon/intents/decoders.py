@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import select
 import struct
 import subprocess
 import sys
@@ -72,7 +73,14 @@ class DecoderProcess:
         )
 
     def wait_ready(self) -> None:
-        """Block until the child has built its decoder (DecoderError saying why it could not)."""
+        """Block until the child has built its decoder (DecoderError saying why it could not, or that it did
+        not say anything in START_TIMEOUT_S: a child that hangs while loading must not hang the daemon's start)."""
+        assert self._child.stdout is not None
+        ready, _, _ = select.select([self._child.stdout], [], [], START_TIMEOUT_S)
+        if not ready:
+            self._child.kill()
+            self._child.wait(timeout=2.0)
+            raise DecoderError(f"the {self.name} process did not get ready in {START_TIMEOUT_S:g} s (stopped)")
         hello = self._read()
         if hello is None:
             code = self._child.wait(timeout=START_TIMEOUT_S)

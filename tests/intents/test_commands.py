@@ -16,6 +16,7 @@ import pytest
 from daemon.cli.files import check_commands
 from daemon.config import loader
 from daemon.config.settings import ConfigError
+from daemon.intents import decoders
 from daemon.intents.grammar import jsgf
 from daemon.intents.recognizer import SPEECH_MARGIN_S, Recognizer, RecognizerError, speech_span
 from daemon.intents.spec import CommandBook
@@ -205,6 +206,20 @@ def test_a_decoder_process_that_dies_is_restarted_and_answers_the_next_request_r
         assert (got.command.intent.name, got.command.slots) == (intent, slots)
     finally:
         own.close()
+
+
+def test_a_decoder_process_that_never_gets_ready_fails_the_start_instead_of_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Hung(decoders.DecoderProcess):
+        def _spawn(self) -> subprocess.Popen[bytes]:  # a child that loads forever and says nothing
+            return subprocess.Popen(["sleep", "60"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    monkeypatch.setattr(decoders, "START_TIMEOUT_S", 0.5)
+    hung = Hung("command grammar", {})
+    with pytest.raises(decoders.DecoderError, match="command grammar process did not get ready in 0.5 s"):
+        hung.wait_ready()
+    assert hung._child.poll() is not None, "the hung child is stopped, not left behind"
 
 
 def test_the_last_command_sensor_follows_home_assistants_schema() -> None:
