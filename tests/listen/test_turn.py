@@ -26,7 +26,8 @@ from tests.speech import Clip, Speech
 
 MS = INPUT_RATE_HZ // 1000
 HESITANT = "Set a timer for, ten minutes."
-"""Piper renders "set a timer for," with a continuing intonation (phase 1: p = 0.06 cut there, 0.97 whole)."""
+"""The pause after "for": the words hold it whatever its tone (the model alone gave it 0.06 on one machine's
+rendering and 0.88 on another's; 0.97 for the whole sentence)."""
 COMPLETE = "Turn on the kitchen lights."
 STOPS_ON_A_WORD = ("Send a message to, my sister.", "Turn on the, kitchen lights.")
 """Piper gives these pauses a finished-sounding tone: Smart Turn alone calls them finished (0.97), the words
@@ -86,17 +87,19 @@ async def test_a_complete_request_ends_by_the_model_after_the_first_short_silenc
 
 
 async def test_a_hesitant_request_is_not_cut_at_its_pause(
-    speech: Speech, model: SmartTurn, executor: ThreadPoolExecutor
+    speech: Speech, model: SmartTurn, words: Words, executor: ThreadPoolExecutor
 ) -> None:
+    """The daemon's default decision (model and words). What the model alone says of this pause is not
+    asserted: 200–300 ms into it, white noise of 3 LSB moves its answer from 0.12 to 0.69, and Piper's rendering
+    differs by CPU (this one was 0.06 on one machine and 0.88 on another)."""
     settings = EndpointSettings()
     for length_scale in (1.0, 1.2):
         clip = hesitant(speech.piper(HESITANT, length_scale=length_scale), [1.0])
-        events = await feed(TurnDetector(settings, model), clip, executor)
+        events = await feed(TurnDetector(settings, model, words), clip, executor)
         end = ended(events)
         pause_end = clip.spans[1].start
         early = [e for e in events if isinstance(e, TurnJudged) and e.sample < pause_end]
         assert early, "the model was asked during the pause"
-        assert all(e.probability <= settings.turn_threshold for e in early), early
         assert end.decided_sample >= clip.spans[-1].end, f"cut at the pause: {events}"
         assert end.sample >= clip.spans[-1].end - 60 * MS
 
@@ -162,13 +165,13 @@ async def test_turn_model_none_is_the_plain_endpointer(speech: Speech, executor:
 
 
 async def test_max_length_still_ends_a_request_the_model_is_asked_about(
-    speech: Speech, model: SmartTurn, executor: ThreadPoolExecutor
+    speech: Speech, model: SmartTurn, words: Words, executor: ThreadPoolExecutor
 ) -> None:
     clip = hesitant(speech.piper(HESITANT), [1.2])  # "set a timer for" lasts ~0.9 s, then the pause
-    events = await feed(TurnDetector(EndpointSettings(max_utterance_s=1.5), model), clip, executor)
+    events = await feed(TurnDetector(EndpointSettings(max_utterance_s=1.5), model, words), clip, executor)
     end = ended(events)
     assert isinstance(events[0], SpeechStarted)
-    assert [e for e in events if isinstance(e, TurnJudged)], "the model was asked (and said: unfinished)"
+    assert [e for e in events if isinstance(e, TurnJudged)], "the model was asked (and, with the words: unfinished)"
     assert end.reason == "max_length" and end.timed_out
     assert end.decided_sample < clip.spans[1].start, "ended during the pause, by length, not by silence"
 
